@@ -1,0 +1,116 @@
+"""torch modules for the zoo's model families, and canonical <-> torch weight conversion.
+
+torch stores dense weights ``[out, in]`` and conv weights OIHW; the canonical layout is
+``[in, out]`` and HWIO. Inputs arrive NHWC and are permuted to NCHW inside ``forward``.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoo.models import CNNSpec, MLPSpec, ModelSpec
+
+
+class MLP(nn.Module):
+    def __init__(self, spec: MLPSpec, input_shape: tuple[int, int, int], num_classes: int):
+        super().__init__()
+        width = int(np.prod(input_shape))
+        self.hidden = nn.ModuleDict()
+        for i, units in enumerate(spec.hidden, start=1):
+            self.hidden[f"fc{i}"] = nn.Linear(width, units)
+            width = units
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(x.shape[0], -1)  # NHWC row-major, as the canonical flatten
+        for layer in self.hidden.values():
+            h = torch.relu(layer(h))
+        return self.head(h)
+
+
+class CNN(nn.Module):
+    def __init__(self, spec: CNNSpec, input_shape: tuple[int, int, int], num_classes: int):
+        super().__init__()
+        channels = input_shape[2]
+        self.convs = nn.ModuleDict()
+        for conv in spec.convs:
+            self.convs[conv.name] = nn.Conv2d(
+                channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding
+            )
+            channels = conv.out_channels
+        self.head = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.permute(0, 3, 1, 2)  # NHWC -> NCHW
+        for conv in self.convs.values():
+            h = torch.relu(conv(h))
+        return self.head(h.mean(dim=(2, 3)))
+
+
+def build_module(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    if isinstance(spec, MLPSpec):
+        return MLP(spec, input_shape, num_classes)
+    if isinstance(spec, CNNSpec):
+        return CNN(spec, input_shape, num_classes)
+    raise ValueError(f"zoo-torch cannot build model family {spec.family!r}")
+
+
+def _torch_key(canonical: str) -> str:
+    """``fc1.kernel`` -> ``hidden.fc1.weight``; ``conv1.bias`` -> ``convs.conv1.bias``."""
+    layer, kind = canonical.rsplit(".", 1)
+    kind = "weight" if kind == "kernel" else kind
+    if layer == "head":
+        return f"head.{kind}"
+    prefix = "convs" if layer.startswith("conv") else "hidden"
+    return f"{prefix}.{layer}.{kind}"
+
+
+def _to_torch_layout(value: np.ndarray) -> np.ndarray:
+    if value.ndim == 2:  # dense [in, out] -> [out, in]
+        return value.T
+    if value.ndim == 4:  # conv HWIO -> OIHW
+        return value.transpose(3, 2, 0, 1)
+    return value
+
+
+def _to_canonical_layout(value: np.ndarray) -> np.ndarray:
+    if value.ndim == 2:
+        return value.T
+    if value.ndim == 4:  # OIHW -> HWIO
+        return value.transpose(2, 3, 1, 0)
+    return value
+
+
+def torch_name_map(module: nn.Module, canonical_names: list[str]) -> dict[str, str]:
+    """canonical name -> torch parameter name, checked against the module."""
+    params = dict(module.named_parameters())
+    mapping = {name: _torch_key(name) for name in canonical_names}
+    missing = [t for t in mapping.values() if t not in params]
+    if missing or len(params) != len(mapping):
+        raise ValueError(f"canonical names do not match the torch module: {missing or sorted(params)}")
+    return mapping
+
+
+def load_canonical(module: nn.Module, weights: Mapping[str, np.ndarray]) -> dict[str, str]:
+    mapping = torch_name_map(module, list(weights))
+    params = dict(module.named_parameters())
+    with torch.no_grad():
+        for name, value in weights.items():
+            target = params[mapping[name]]
+            source = torch.from_numpy(np.ascontiguousarray(_to_torch_layout(np.asarray(value, np.float32))))
+            if tuple(target.shape) != tuple(source.shape):
+                raise ValueError(f"{name}: torch expects {tuple(target.shape)}, got {tuple(source.shape)}")
+            target.copy_(source)
+    return mapping
+
+
+def export_canonical(module: nn.Module, mapping: Mapping[str, str]) -> dict[str, np.ndarray]:
+    params = dict(module.named_parameters())
+    return {
+        name: np.ascontiguousarray(_to_canonical_layout(params[key].detach().cpu().float().numpy()))
+        for name, key in mapping.items()
+    }

@@ -1,0 +1,27 @@
+"""zoo: the public package of zoo-bench.
+
+Plugin authors import from here and from nothing else of zoo-bench:
+
+* :data:`hookimpl` marks a plugin's hook implementations (see :mod:`zoo.hookspecs`);
+* :class:`zoo.contract.Framework` is the adapter a framework plugin implements;
+* :mod:`zoo.models` holds the framework-neutral model specs and their NumPy reference;
+* :mod:`zoo.tasks` holds the classification tasks;
+* :mod:`zoo.checkpoints` reads and writes canonical safetensors checkpoints.
+
+Importing this package never imports a deep-learning framework.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+__version__ = "0.1.0"
+
+#: The version of the framework-adapter contract this ``zoo`` implements. An adapter
+#: declares the version it was written against; the host refuses a newer one.
+CONTRACT_VERSION = 1
+
+#: Marker for hook implementations, e.g. ``@hookimpl def zoo_frameworks(): ...``.
+hookimpl = pluggy.HookimplMarker("zoo")
+
+__all__ = ["CONTRACT_VERSION", "__version__", "hookimpl"]

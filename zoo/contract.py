@@ -1,0 +1,245 @@
+"""The framework-adapter contract: what a framework plugin implements, and what it receives.
+
+The host (the ``harness`` package) runs each benchmark cell in its own worker process and
+calls one adapter's methods in this order::
+
+    prepare(runtime)                        # before anything touches the framework's runtime
+    info()                                  # versions and devices, recorded with the result
+    model = load_pretrained(spec, weights, input_shape, num_classes, device, precision, freeze)
+    result = fine_tune(model, train_data, config, meter)   # -> FineTuneResult(model, losses)
+    logits = evaluate(result.model, eval_data, meter)      # called several times
+    weights = export_weights(result.model)
+    memory(device)
+
+Division of labour, so every framework is measured the same way:
+
+* the **host** owns the data, its split, the batch order, the initial weights (a new head is
+  initialised once in NumPy), warm-up, repeats, timing windows, statistics, accuracy (it is
+  computed by the host from the logits the adapter returns) and peak host memory;
+* the **adapter** owns the framework: layouts, compilation, and *synchronisation*: the work of a
+  step must be finished when the adapter leaves ``with meter.step(n):`` (for example
+  ``torch.cuda.synchronize()``, ``jax.block_until_ready``, or reading a value back to NumPy).
+
+Canonical weights (design section 3): NumPy float32 arrays keyed by canonical parameter names;
+dense kernels ``[in, out]``, conv kernels ``[kh, kw, in, out]`` (HWIO), images NHWC.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, ContextManager, Iterator, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from zoo.models.spec import ModelSpec
+
+#: Canonical weights: parameter name -> float32 array in the canonical layout.
+Weights = Mapping[str, np.ndarray]
+
+DEVICES = ("cpu", "gpu")
+PRECISIONS = ("fp32",)
+FREEZE_POLICIES = ("none", "backbone")
+
+
+class Meter(Protocol):
+    """Times the steps of a phase; given to the adapter by the host.
+
+    Use it around exactly one step of work (one optimiser step, or one forward pass over one
+    batch), including the transfer of the NumPy batch to the device::
+
+        for x, y in data.batches():
+            with meter.step(len(x)):
+                loss = train_step(x, y)
+                block_until_done(loss)   # the adapter's own synchronisation
+    """
+
+    def step(self, samples: int) -> ContextManager[None]:
+        """Time one step that processes ``samples`` examples."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Process-wide settings the host fixes for one cell, the same for every framework."""
+
+    device: str  # "cpu" or "gpu"
+    precision: str  # "fp32"
+    threads: int  # intra-op threads on CPU
+    seed: int
+    #: "highest" keeps float32 matmuls in full float32 (TF32 off on GPUs that have it).
+    matmul_precision: str = "highest"
+
+
+@dataclass(frozen=True)
+class Support:
+    """Whether an adapter can run a model on a device at a precision, and if not, why."""
+
+    ok: bool
+    reason: str = ""
+
+    @classmethod
+    def yes(cls) -> "Support":
+        return cls(True)
+
+    @classmethod
+    def no(cls, reason: str) -> "Support":
+        return cls(False, reason)
+
+
+@dataclass(frozen=True)
+class FrameworkInfo:
+    """What an adapter reports about itself from inside the worker."""
+
+    name: str
+    versions: Mapping[str, str]  # package -> version, e.g. {"torch": "2.13.0+cpu"}
+    devices: Sequence[str]  # devices usable in this process, e.g. ("cpu",) or ("cpu", "gpu")
+    details: Mapping[str, Any] = field(default_factory=dict)  # threads, backend flags, ...
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """The optimiser and schedule; identical for every framework in a comparison.
+
+    The optimiser formula is torch's ``Adam`` (``eps`` added outside the square root of the
+    bias-corrected second moment, as optax does); adapters configure their framework to match.
+    """
+
+    learning_rate: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    freeze: str = "none"  # one of FREEZE_POLICIES
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """Training arrays and the exact batch order to use, decided by the host.
+
+    ``order`` holds one tuple of index arrays per epoch; every index array has the same
+    length (the batch size), so every step has the same shape.
+    """
+
+    x: np.ndarray  # float32, NHWC
+    y: np.ndarray  # int64 class ids
+    order: tuple[tuple[np.ndarray, ...], ...]
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.order[0][0])
+
+    @property
+    def num_steps(self) -> int:
+        return sum(len(epoch) for epoch in self.order)
+
+    def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(x, y)`` NumPy batches in the host's order, epoch after epoch."""
+        for epoch in self.order:
+            for idx in epoch:
+                yield self.x[idx], self.y[idx]
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """Inputs to run forward, in fixed-shape batches (the last one padded by the host)."""
+
+    x: np.ndarray  # float32, NHWC
+    order: tuple[np.ndarray, ...]
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.order[0])
+
+    def batches(self) -> Iterator[np.ndarray]:
+        for idx in self.order:
+            yield self.x[idx]
+
+
+@dataclass
+class FineTuneResult:
+    """What ``fine_tune`` returns: the trained model handle and the loss of every step."""
+
+    model: Any
+    losses: Sequence[float]
+
+
+class Framework(abc.ABC):
+    """A framework adapter. Subclass it in a plugin and return an instance from
+    :func:`zoo.hookspecs.zoo_frameworks`.
+
+    Class attributes are read by the ``zoo`` command without importing the framework, so keep
+    the framework import inside the methods (or in a module those methods import).
+    """
+
+    #: Short unique name used on the command line, e.g. ``"torch"``.
+    name: str = ""
+    #: Other names accepted on the command line, e.g. ``("pytorch",)``.
+    aliases: tuple[str, ...] = ()
+    #: Human-readable name for tables, e.g. ``"PyTorch"``.
+    display_name: str = ""
+    #: Distributions whose versions identify the framework build, read with importlib.metadata.
+    packages: tuple[str, ...] = ()
+    #: The :data:`zoo.CONTRACT_VERSION` this adapter implements.
+    contract_version: int = 1
+
+    def subprocess_env(self, runtime: Runtime) -> Mapping[str, str]:
+        """Environment variables the worker process needs *before* the framework is imported
+        (thread pools, GPU memory pre-allocation, log noise). Called in the ``zoo`` process."""
+        return {}
+
+    @abc.abstractmethod
+    def supports(self, spec: ModelSpec, device: str, precision: str) -> Support:
+        """Whether this adapter can build ``spec`` and run it on ``device`` at ``precision``.
+
+        Called in the ``zoo`` process to plan the matrix: must not import the framework. Whether
+        a GPU is actually present is checked later, in the worker, through :meth:`info`."""
+
+    @abc.abstractmethod
+    def prepare(self, runtime: Runtime) -> None:
+        """Apply the cell's runtime settings (threads, seeds, matmul precision) before any
+        other call. Called once per worker process."""
+
+    @abc.abstractmethod
+    def info(self) -> FrameworkInfo:
+        """Versions and devices as seen from inside the worker."""
+
+    @abc.abstractmethod
+    def load_pretrained(
+        self,
+        spec: ModelSpec,
+        weights: Weights,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        device: str,
+        precision: str,
+        freeze: str,
+    ) -> Any:
+        """Build ``spec`` for NHWC inputs of ``input_shape`` with ``num_classes`` outputs, load
+        ``weights`` (canonical layout, head already sized for ``num_classes`` by the host), place
+        it on ``device`` and freeze the parameters that
+        ``spec.trainable_names(freeze, input_shape, num_classes)`` excludes. The host calls this
+        with keyword arguments. Returns an opaque model handle that the other methods receive."""
+
+    @abc.abstractmethod
+    def fine_tune(
+        self, model: Any, data: TrainData, config: FineTuneConfig, meter: Meter
+    ) -> FineTuneResult:
+        """Train on ``data.batches()`` in order with softmax cross-entropy (mean over the batch)
+        and Adam as ``config`` says, timing each step with ``meter.step``. Only the trainable
+        parameters change."""
+
+    @abc.abstractmethod
+    def evaluate(self, model: Any, data: EvalData, meter: Meter) -> np.ndarray:
+        """Run the model in inference mode on ``data.batches()``, timing each batch with
+        ``meter.step``, and return float32 logits of shape ``(len(order) * batch_size,
+        num_classes)`` in batch order."""
+
+    @abc.abstractmethod
+    def export_weights(self, model: Any) -> dict[str, np.ndarray]:
+        """Return all parameters as canonical float32 NumPy arrays (the inverse of loading)."""
+
+    def memory(self, device: str) -> dict[str, int]:
+        """Framework allocator statistics in bytes for ``device`` (for example
+        ``{"peak_bytes": ...}`` on a GPU). The host measures process memory itself; return
+        ``{}`` where the framework has nothing to add."""
+        return {}

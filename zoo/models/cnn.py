@@ -1,0 +1,57 @@
+"""Small convolutional net: conv layers with ReLU (explicit symmetric zero padding), global
+average pooling, dense head. Global pooling before the head keeps it free of the NHWC/NCHW
+flatten-order trap.
+
+Canonical parameters: ``{conv.name}.kernel [kh, kw, in, out]`` (HWIO), ``{conv.name}.bias``,
+then ``head.kernel [channels, classes]``, ``head.bias``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Mapping
+
+import numpy as np
+
+from zoo.models.spec import ModelSpec, ParamSpec, conv2d_reference, dense_reference, relu
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """One convolution followed by ReLU. ``padding`` is added symmetrically on each side."""
+
+    name: str
+    out_channels: int
+    kernel_size: int = 3
+    stride: int = 1
+    padding: int = 1
+
+
+@dataclass(frozen=True)
+class CNNSpec(ModelSpec):
+    family: ClassVar[str] = "cnn"
+    convs: tuple[ConvLayer, ...] = ()
+
+    def parameters(self, input_shape: tuple[int, int, int], num_classes: int) -> list[ParamSpec]:
+        params = []
+        channels = input_shape[2]
+        for conv in self.convs:
+            k = conv.kernel_size
+            params += [
+                ParamSpec(f"{conv.name}.kernel", (k, k, channels, conv.out_channels)),
+                ParamSpec(f"{conv.name}.bias", (conv.out_channels,)),
+            ]
+            channels = conv.out_channels
+        params += [ParamSpec("head.kernel", (channels, num_classes)), ParamSpec("head.bias", (num_classes,))]
+        return params
+
+    def reference_forward(self, weights: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+        h = x.astype(np.float64)
+        for conv in self.convs:
+            h = relu(
+                conv2d_reference(
+                    h, weights[f"{conv.name}.kernel"], weights[f"{conv.name}.bias"], conv.stride, conv.padding
+                )
+            )
+        pooled = h.mean(axis=(1, 2))
+        return dense_reference(pooled, weights["head.kernel"], weights["head.bias"])

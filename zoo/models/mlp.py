@@ -1,0 +1,36 @@
+"""Multi-layer perceptron: flatten (NHWC, row-major), hidden dense layers with ReLU, dense head.
+
+Canonical parameters: ``fc{i}.kernel [in, out]``, ``fc{i}.bias [out]`` for i = 1.., then
+``head.kernel``, ``head.bias``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+from typing import ClassVar, Mapping
+
+import numpy as np
+
+from zoo.models.spec import ModelSpec, ParamSpec, dense_reference, relu
+
+
+@dataclass(frozen=True)
+class MLPSpec(ModelSpec):
+    family: ClassVar[str] = "mlp"
+    hidden: tuple[int, ...] = (128, 64)
+
+    def parameters(self, input_shape: tuple[int, int, int], num_classes: int) -> list[ParamSpec]:
+        params = []
+        width = prod(input_shape)
+        for i, units in enumerate(self.hidden, start=1):
+            params += [ParamSpec(f"fc{i}.kernel", (width, units)), ParamSpec(f"fc{i}.bias", (units,))]
+            width = units
+        params += [ParamSpec("head.kernel", (width, num_classes)), ParamSpec("head.bias", (num_classes,))]
+        return params
+
+    def reference_forward(self, weights: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+        h = x.reshape(len(x), -1).astype(np.float64)
+        for i in range(1, len(self.hidden) + 1):
+            h = relu(dense_reference(h, weights[f"fc{i}.kernel"], weights[f"fc{i}.bias"]))
+        return dense_reference(h, weights["head.kernel"], weights["head.bias"])
