@@ -1,0 +1,28 @@
+# Two commands on a fresh machine:  `make bench` (set up and run the benchmark) and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.zoo-installed
+# Everything the default set-up installs: the host, the three built-in plugins, test tools.
+INSTALL := -e . -e plugins/zoo-torch -e "plugins/zoo-tf[cpu]" -e plugins/zoo-jax "pytest>=8"
+BENCH_ARGS ?=
+
+.PHONY: bench test install clean
+
+$(STAMP): pyproject.toml plugins/zoo-torch/pyproject.toml plugins/zoo-tf/pyproject.toml plugins/zoo-jax/pyproject.toml requirements/cpu-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements/cpu-dev.txt torch==2.13.0
+	$(PY) -m pip install -q -c requirements/cpu-dev.txt $(INSTALL)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+bench: $(STAMP)
+	$(VENV)/bin/zoo bench $(BENCH_ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache

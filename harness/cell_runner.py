@@ -1,0 +1,99 @@
+"""Run one cell in a worker subprocess and always come back with a record: the worker's own, or
+a failed/timeout record that says what happened to the process (exit code, signal, the last
+lines it printed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.cells import CellPlan
+from harness.records import CellRecord, ErrorInfo, record_from_dict
+from harness.store import utc_now
+
+TAIL_LINES = 20
+
+
+def _tail(path: Path, lines: int = TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (killed: out of memory?)" if -code == signal.SIGKILL else ""
+        return f"worker died from {name}{hint}"
+    return f"worker exited with status {code} without writing a record"
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_cell(plan: CellPlan, work_dir: Path, log_path: Path, timeout_s: float) -> CellRecord:
+    """Run ``plan`` in ``python -m harness.worker`` with its output in ``log_path``."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    plan_path = work_dir / f"{plan.cell.key}.plan.json"
+    out_path = work_dir / f"{plan.cell.key}.record.json"
+    plan_path.write_text(json.dumps(plan.to_dict()))
+    out_path.unlink(missing_ok=True)
+    env = {**os.environ, **plan.env}
+    started, t0 = utc_now(), time.perf_counter()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.worker", str(plan_path), str(out_path)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True,  # its own process group: a timeout kills its children too
+        )
+        try:
+            code = proc.wait(timeout=timeout_s)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            code, timed_out = proc.returncode, True
+        except BaseException:  # Ctrl-C in the parent: do not leave the worker running
+            _kill_group(proc)
+            raise
+    try:
+        plan_path.unlink(missing_ok=True)
+        if out_path.exists() and not timed_out:
+            record = record_from_dict(json.loads(out_path.read_text()))
+            out_path.unlink()
+            return record
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return _failed(plan, "failed", "worker", "BadRecord", f"worker wrote an unreadable record: {exc}",
+                       _tail(log_path), started, time.perf_counter() - t0)
+    if timed_out:
+        return _failed(plan, "timeout", "worker", "Timeout",
+                       f"cell did not finish within {timeout_s:g} s and was killed; raise --timeout if it is "
+                       "just slow", _tail(log_path), started, time.perf_counter() - t0)
+    return _failed(plan, "failed", "worker", "WorkerDied", _describe_exit(code), _tail(log_path),
+                   started, time.perf_counter() - t0)
+
+
+def _failed(plan: CellPlan, status: str, phase: str, kind: str, message: str, detail: str,
+            started: str, duration: float) -> CellRecord:
+    return CellRecord(
+        run_id=plan.run_id, cell=plan.cell, status=status,
+        error=ErrorInfo(phase, kind, message, detail), started_at=started, duration_s=duration,
+    )

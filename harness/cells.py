@@ -1,0 +1,71 @@
+"""A benchmark cell and the plan a worker process needs to run it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class Cell:
+    """The identity of one measurement: what is compared with what across runs."""
+
+    framework: str
+    model: str
+    task: str
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch_size: int = 32
+    freeze: str = "none"
+    init: str = "pretrained"  # "pretrained" (zoo checkpoint + new head) or "scratch"
+
+    @property
+    def key(self) -> str:
+        """A stable, filesystem-safe identifier of the cell."""
+        raw = "-".join(
+            [self.framework, self.model, self.task, self.device, self.precision,
+             f"b{self.batch_size}", f"freeze_{self.freeze}", self.init]
+        )
+        return re.sub(r"[^A-Za-z0-9_.+-]", "_", raw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a cell is run; the same for every framework in a run."""
+
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    threads: int = 1
+    seed: int = 0
+    windows: int = 5  # timing windows for throughput
+    latency_samples: int = 100  # batch-1 forward passes timed for latency
+    checkpoint_dir: str = ""  # "" = the checkpoints shipped with zoo
+    export_to: str = ""  # pretrain mode: directory to save the trained weights in
+    export_name: str = ""  # pretrain mode: checkpoint name to save them as
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """Everything a worker process needs, JSON-serialisable."""
+
+    run_id: str
+    cell: Cell
+    settings: Settings
+    modules: tuple[str, ...]  # plugin modules the worker registers (framework, model, task)
+    checkpoint: str = ""  # zoo checkpoint name for init == "pretrained"
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CellPlan":
+        return cls(
+            run_id=data["run_id"],
+            cell=Cell(**data["cell"]),
+            settings=Settings(**data["settings"]),
+            modules=tuple(data["modules"]),
+            checkpoint=data.get("checkpoint", ""),
+            env=dict(data.get("env", {})),
+        )

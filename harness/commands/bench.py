@@ -1,0 +1,101 @@
+"""``zoo bench``: run the benchmark matrix and print the comparison table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from harness.commands.common import load_registry, report_problems, split_csv
+from harness.registry import UnknownName
+from harness.report import print_results, wide_console
+from harness.runner import DEFAULT_MODELS, DEFAULT_TASK, BenchRequest, PlanError, run_bench
+from harness.store import StoreError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="fine-tune and evaluate models in each framework and compare them",
+        description="Run every (framework, model, task) cell in its own subprocess: load the zoo "
+        "checkpoint, replace the head, fine-tune with Adam in the host's batch order, evaluate, and "
+        "measure throughput, latency, compile time and memory. Records go to "
+        "RESULTS_DIR/RUN_ID/results.jsonl as each cell finishes.",
+    )
+    p.add_argument("-f", "--frameworks", action="append", metavar="LIST",
+                   help="comma-separated frameworks or aliases (default: every installed one), e.g. torch,tf,jax")
+    p.add_argument("-m", "--models", action="append", metavar="LIST",
+                   help=f"comma-separated models (default: {','.join(DEFAULT_MODELS)})")
+    p.add_argument("-t", "--tasks", action="append", metavar="LIST", help=f"comma-separated tasks (default: {DEFAULT_TASK})")
+    p.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="device (default: cpu)")
+    p.add_argument("--precision", default="fp32", help="numeric precision (default: fp32)")
+    p.add_argument("--batch-size", type=int, help="training and inference batch size (default: the task's recipe)")
+    p.add_argument("--epochs", type=int, help="fine-tuning epochs (default: the task's recipe)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default: the task's recipe)")
+    p.add_argument("--freeze", choices=("none", "backbone"), help="train everything, or only the new head")
+    p.add_argument("--init", choices=("pretrained", "scratch"), default="pretrained",
+                   help="start from the zoo checkpoint with a new head (default) or from random weights")
+    p.add_argument("--threads", type=int, help="intra-op threads per cell, the same for every framework "
+                   "(default: the CPUs this process may use)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the batch order and new head (default: 0)")
+    p.add_argument("--windows", type=int, default=5, help="timing windows per phase (default: 5)")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds before a cell is killed (default: 900)")
+    p.add_argument("--results-dir", type=Path, default=Path("results"), help="where runs are stored (default: results)")
+    p.add_argument("--run-id", default="", help="name of this run (default: a timestamp)")
+    p.set_defaults(run=run)
+
+
+def request_from_args(args: argparse.Namespace) -> BenchRequest:
+    fields = dict(
+        frameworks=split_csv(args.frameworks), models=split_csv(args.models) or list(DEFAULT_MODELS),
+        tasks=split_csv(args.tasks) or [DEFAULT_TASK], device=args.device, precision=args.precision,
+        batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.lr, freeze=args.freeze,
+        init=args.init, seed=args.seed, windows=args.windows, timeout_s=args.timeout,
+        results_dir=args.results_dir, run_id=args.run_id,
+    )
+    if args.threads is not None:
+        fields["threads"] = args.threads
+    return BenchRequest(**fields)
+
+
+def run(args: argparse.Namespace) -> int:
+    console = wide_console()
+    err = Console(stderr=True)
+    host, registry = load_registry(args)
+    report_problems(registry, err, args.verbose)
+    request = request_from_args(args)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                        TimeElapsedColumn(), console=err, transient=True)
+    done = {"n": 0}
+    bar = None
+
+    def on_event(kind, cell, record):
+        nonlocal bar
+        label = f"{cell.framework} {cell.model} {cell.task}"
+        if err.is_terminal:
+            if bar is None:
+                progress.start()
+                bar = progress.add_task("", total=None)
+            progress.update(bar, description=f"{label}" if kind == "start" else label,
+                            completed=done["n"] + (kind == "end"))
+        elif kind == "end":
+            err.print(f"{label}: {record.status} ({record.duration_s:.1f} s)", highlight=False)
+        if kind == "end":
+            done["n"] += 1
+
+    try:
+        outcome = run_bench(request, registry, host, on_event)
+    except (UnknownName, PlanError, StoreError) as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+    finally:
+        if bar is not None:
+            progress.stop()
+    print_results(outcome.records, console, title=f"zoo bench · run {outcome.store.run_id}")
+    console.print(f"results: {outcome.store.results_path}", highlight=False)
+    if outcome.interrupted:
+        err.print("[yellow]interrupted:[/] finished cells are saved; the run manifest says 'interrupted'")
+        return 130
+    return 0 if all(r.status in ("ok", "skipped") for r in outcome.records) else 1

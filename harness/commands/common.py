@@ -1,0 +1,34 @@
+"""What several commands share: loading plugins into a registry and reporting plugin problems."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+from harness.plugin_manager import PluginHost, load_plugins
+from harness.registry import Registry, build_registry
+
+
+def load_registry(args: argparse.Namespace) -> tuple[PluginHost, Registry]:
+    host = load_plugins(explicit=getattr(args, "plugins", []))
+    return host, build_registry(host)
+
+
+def report_problems(registry: Registry, console: Console, verbose: bool = False) -> None:
+    """One line per broken plugin (its traceback under ``-v``); the others still work."""
+    for p in registry.problems:
+        console.print(f"[yellow]warning:[/] plugin [bold]{p.name}[/] ({p.distribution}): {p.error}",
+                      highlight=False)
+        if verbose and p.traceback:
+            console.print(p.traceback, markup=False, highlight=False)
+    if registry.problems and not verbose:
+        console.print("[dim](run with -v for tracebacks; ZOO_STRICT_PLUGINS=1 re-raises)[/]")
+
+
+def split_csv(values: list[str] | None) -> list[str]:
+    """``["a,b", "c"]`` -> ``["a", "b", "c"]``: options accept commas and repetition."""
+    out: list[str] = []
+    for value in values or []:
+        out += [v.strip() for v in value.split(",") if v.strip()]
+    return out

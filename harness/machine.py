@@ -1,0 +1,79 @@
+"""A description of the machine: stable fields (the fingerprint that decides what may be compared
+with what) and volatile ones (load, free memory) recorded for context."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4")))
+    except OSError:
+        pass
+    return []
+
+
+def _memory_total_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 0
+
+
+def stable_info() -> dict[str, Any]:
+    return {
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "cpu_model": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
+        "logical_cpus": os.cpu_count() or 0,
+        "memory_total_bytes": _memory_total_bytes(),
+        "python": platform.python_version(),
+    }
+
+
+def fingerprint(info: dict[str, Any] | None = None) -> str:
+    info = stable_info() if info is None else info
+    return hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def volatile_info() -> dict[str, Any]:
+    out: dict[str, Any] = {"hostname": platform.node()}
+    try:
+        out["loadavg"] = list(os.getloadavg())
+    except OSError:
+        pass
+    return out
+
+
+def harness_commit(repo: Path | None = None) -> dict[str, Any]:
+    """The git commit of the harness and whether the tree had changes, when run from a checkout."""
+    repo = repo or Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=5).stdout.strip())
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}

@@ -1,0 +1,204 @@
+"""Plan a benchmark matrix, run each cell in its own worker process, and store every record as
+soon as its cell ends."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import zoo
+from zoo.contract import DEVICES, FREEZE_POLICIES, PRECISIONS, Runtime
+
+from harness import machine
+from harness.cell_runner import run_cell
+from harness.cells import Cell, CellPlan, Settings
+from harness.plugin_manager import PluginHost
+from harness.records import CellRecord, ErrorInfo, record_to_dict
+from harness.registry import Registry
+from harness.store import RunStore, new_run_id, utc_now
+
+DEFAULT_TASK = "digits"
+DEFAULT_MODELS = ("mlp", "cnn")
+
+
+class PlanError(ValueError):
+    """The request cannot be run as given; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    """What ``zoo bench`` was asked to do. ``None`` means "the task's recipe decides"."""
+
+    frameworks: Sequence[str] = ()  # empty = every installed framework
+    models: Sequence[str] = DEFAULT_MODELS
+    tasks: Sequence[str] = (DEFAULT_TASK,)
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch_size: int | None = None
+    epochs: int | None = None
+    learning_rate: float | None = None
+    freeze: str | None = None
+    init: str = "pretrained"
+    threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
+    seed: int = 0
+    windows: int = 5
+    timeout_s: float = 900.0
+    results_dir: Path = Path("results")
+    run_id: str = ""
+    trigger: str = "manual"
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    cell: Cell
+    plan: CellPlan | None  # None when skipped
+    skip_reason: str = ""
+
+
+def _check_choice(kind: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise PlanError(f"unknown {kind} {value!r}; choose one of: {', '.join(allowed)}")
+
+
+def plan_cells(request: BenchRequest, registry: Registry, run_id: str) -> list[PlannedCell]:
+    """Expand the request into cells, resolving names (aliases, suggestions) and asking each
+    adapter whether it supports the cell. Raises :class:`PlanError` or
+    :class:`~harness.registry.UnknownName` before anything runs."""
+    if not registry.frameworks:
+        raise PlanError(no_framework_message(registry))
+    _check_choice("device", request.device, DEVICES)
+    _check_choice("precision", request.precision, PRECISIONS)
+    if request.freeze is not None:
+        _check_choice("freeze policy", request.freeze, FREEZE_POLICIES)
+    _check_choice("init", request.init, ("pretrained", "scratch"))
+    for name, value in (("batch size", request.batch_size), ("epochs", request.epochs)):
+        if value is not None and value < 1:
+            raise PlanError(f"{name} must be at least 1, got {value}")
+    if request.threads < 1 or request.windows < 1 or request.timeout_s <= 0:
+        raise PlanError("--threads and --windows must be at least 1 and --timeout positive")
+    frameworks = [registry.framework(f) for f in (request.frameworks or sorted(registry.frameworks))]
+    frameworks = list({p.item.name: p for p in frameworks}.values())  # aliases may repeat one
+    models = [registry.model(m) for m in request.models]
+    tasks = [registry.task(t) for t in request.tasks]
+
+    planned = []
+    for task_p in tasks:
+        task = task_p.item
+        recipe = task.recipe
+        batch = request.batch_size or recipe.batch_size
+        settings = Settings(
+            epochs=request.epochs or recipe.epochs,
+            learning_rate=request.learning_rate or recipe.learning_rate,
+            threads=request.threads, seed=request.seed, windows=request.windows,
+        )
+        for model_p in models:
+            for fw_p in frameworks:
+                adapter = fw_p.item
+                cell = Cell(adapter.name, model_p.item.name, task.name, request.device, request.precision,
+                            batch, request.freeze or recipe.freeze, request.init)
+                support = adapter.supports(model_p.item, request.device, request.precision)
+                if not support.ok:
+                    planned.append(PlannedCell(cell, None, support.reason))
+                    continue
+                checkpoint = task.checkpoint_for(model_p.item.name) or ""
+                runtime = Runtime(request.device, request.precision, request.threads, request.seed)
+                plan = CellPlan(
+                    run_id=run_id, cell=cell, settings=settings,
+                    modules=tuple(dict.fromkeys([fw_p.origin.module, model_p.origin.module, task_p.origin.module])),
+                    checkpoint=checkpoint if request.init == "pretrained" else "",
+                    env={**thread_env(request.threads), **adapter.subprocess_env(runtime)},
+                )
+                planned.append(PlannedCell(cell, plan))
+    return planned
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The generic thread-pool settings every worker gets, whatever its framework."""
+    n = str(threads)
+    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
+
+
+def no_framework_message(registry: Registry) -> str:
+    lines = [
+        "no framework plugin is installed, so there is nothing to benchmark.",
+        "Install one or more, for example:  pip install zoo-torch zoo-tf zoo-jax",
+        "(from a checkout: pip install -e plugins/zoo-torch; or run `make bench`, which sets up everything)",
+    ]
+    for failure in registry.problems:
+        lines.append(f"plugin {failure.name} ({failure.distribution}) failed to load: {failure.error}")
+    return "\n".join(lines)
+
+
+Event = Callable[[str, Cell, "CellRecord | None"], None]
+
+
+@dataclass
+class RunOutcome:
+    store: RunStore
+    records: list[CellRecord]
+    interrupted: bool = False
+
+
+def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
+              on_event: Event | None = None) -> RunOutcome:
+    """Run every planned cell, one at a time, storing each record as it finishes."""
+    run_id = request.run_id or new_run_id()
+    planned = plan_cells(request, registry, run_id)
+    store = RunStore(request.results_dir, run_id)  # fails here, before measuring, if unwritable
+    stable = machine.stable_info()
+    manifest = {
+        "schema_version": 1,
+        "run_id": run_id,
+        "trigger": request.trigger,
+        "started_at": utc_now(),
+        "status": "running",
+        "harness": {"zoo_bench": zoo.__version__, "contract_version": zoo.CONTRACT_VERSION, **machine.harness_commit()},
+        "machine": {"fingerprint": machine.fingerprint(stable), "stable": stable, "volatile": machine.volatile_info()},
+        "request": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(request).items()},
+        "cells": [p.cell.key for p in planned],
+        "plugins": {name: asdict(origin) for name, origin in host.origins.items()},
+    }
+    store.write_manifest(manifest)
+    emit = on_event or (lambda *_: None)
+    outcome = RunOutcome(store, [])
+    try:
+        for p in planned:
+            emit("start", p.cell, None)
+            if p.plan is None:
+                record = CellRecord(run_id, p.cell, "skipped",
+                                    error=ErrorInfo("plan", "Unsupported", p.skip_reason), started_at=utc_now())
+            else:
+                record = run_cell(p.plan, store.dir / "work", store.log_path(p.cell.key), request.timeout_s)
+                origin = registry.frameworks[p.cell.framework].origin
+                record = replace(record, environment={
+                    **record.environment, "plugin": {"distribution": origin.distribution, "version": origin.version}})
+            store.append(record)
+            outcome.records.append(record)
+            notify_observers(host, record)
+            emit("end", p.cell, record)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    manifest["status"] = "interrupted" if outcome.interrupted else "completed"
+    manifest["finished_at"] = utc_now()
+    store.write_manifest(manifest)
+    try:
+        (store.dir / "work").rmdir()
+    except OSError:
+        pass
+    return outcome
+
+
+def notify_observers(host: PluginHost, record: CellRecord) -> None:
+    """Call every ``zoo_result`` observer; one that raises is reported and the rest still run."""
+    data = record_to_dict(record)
+    for impl in host.pm.hook.zoo_result.get_hookimpls():
+        try:
+            impl.function(record=data)
+        except Exception:
+            origin = host.origin_of(impl.plugin)
+            print(f"warning: zoo_result observer of plugin {origin.name} ({origin.distribution}) raised:\n"
+                  f"{traceback.format_exc()}", file=sys.stderr)

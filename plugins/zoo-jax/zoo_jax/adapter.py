@@ -1,0 +1,208 @@
+"""The JAX/Flax framework adapter. jax, flax and optax are imported inside the methods (and by
+the modules those methods import), never at import time, so ``zoo --help`` stays fast.
+
+CPU threads: in jaxlib 0.10 the intra-op parallelism of XLA:CPU is the ``XLAEigen`` thread pool
+of the PjRt CPU client, sized once, when the client is created, from the ``PJRT_NPROC``
+environment variable or, without it, the process's CPU affinity (XLA ``DefaultThreadPoolSize``).
+Measured: ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` no longer keeps matmuls single-threaded;
+``intra_op_parallelism_threads=1`` (no ``--``) is a TensorFlow session option that XLA silently
+ignores. So the adapter sets ``PJRT_NPROC``; the host may also pin affinity. Other threads
+(compilation, the client's dispatch pool) still exist but do no model arithmetic.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Mapping
+
+import numpy as np
+
+from zoo.contract import (
+    EvalData,
+    FineTuneConfig,
+    FineTuneResult,
+    Framework,
+    FrameworkInfo,
+    Meter,
+    Runtime,
+    Support,
+    TrainData,
+    Weights,
+)
+from zoo.models import CNNSpec, MLPSpec, ModelSpec
+
+FAMILIES = (MLPSpec.family, CNNSpec.family)
+#: Environment variables read when jax creates its backends, recorded by :meth:`JaxFramework.info`.
+ENV_KEYS = ("PJRT_NPROC", "JAX_PLATFORMS", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_FLAGS")
+
+
+@dataclass
+class JaxModel:
+    """The handle the host passes between calls. ``params`` maps canonical names to arrays on
+    ``device``; a fine-tune returns a new handle and leaves this one valid."""
+
+    module: Any  # flax.linen.Module
+    params: dict[str, Any]  # canonical name -> jax.Array
+    trainable: frozenset[str]  # canonical names
+    device: Any  # jax.Device
+
+
+class JaxFramework(Framework):
+    name = "jax"
+    aliases = ("flax",)
+    display_name = "JAX/Flax"
+    packages = ("jax", "jaxlib", "flax", "optax")
+    contract_version = 1
+
+    def subprocess_env(self, runtime: Runtime) -> Mapping[str, str]:
+        env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # else jax takes 75 % of GPU memory
+        if runtime.threads > 0:
+            env["PJRT_NPROC"] = str(runtime.threads)  # sizes XLA:CPU's intra-op pool (module doc)
+        if runtime.device == "cpu":
+            env["JAX_PLATFORMS"] = "cpu"  # do not probe for GPUs
+        return env
+
+    def supports(self, spec: ModelSpec, device: str, precision: str) -> Support:
+        if spec.family not in FAMILIES:
+            return Support.no(f"zoo-jax has no builder for model family {spec.family!r}")
+        if precision != "fp32":
+            return Support.no(f"precision {precision!r} is not implemented in zoo-jax yet")
+        if device not in ("cpu", "gpu"):
+            return Support.no(f"unknown device {device!r}")
+        return Support.yes()
+
+    def prepare(self, runtime: Runtime) -> None:
+        # Normally already in the worker's environment; these still apply if the backends
+        # have not been created yet (they are created lazily, on first use).
+        for key, value in self.subprocess_env(runtime).items():
+            os.environ.setdefault(key, value)
+        import jax
+
+        # One float32 policy for every framework: no TF32 / bf16 passes in matmuls and convs.
+        if runtime.matmul_precision == "highest":
+            jax.config.update("jax_default_matmul_precision", "highest")
+
+    def info(self) -> FrameworkInfo:
+        import jax
+
+        gpu = _gpu()
+        devices = ["cpu"] + (["gpu"] if gpu is not None else [])
+        details: dict[str, Any] = {
+            "default_backend": jax.default_backend(),
+            "default_matmul_precision": str(jax.config.jax_default_matmul_precision),
+            # XLA:CPU's intra-op pool size, by jaxlib's rule (PJRT_NPROC, else the CPU affinity).
+            "intra_op_threads": _intra_op_threads(),
+            "intra_op_threads_from": "PJRT_NPROC" if os.environ.get("PJRT_NPROC", "").isdigit() else "cpu affinity",
+            "env": {key: os.environ[key] for key in ENV_KEYS if key in os.environ},
+        }
+        if gpu is not None:
+            details["gpu_name"] = gpu.device_kind
+        return FrameworkInfo(
+            name=self.name,
+            versions={pkg: metadata.version(pkg) for pkg in self.packages},
+            devices=devices,
+            details=details,
+        )
+
+    def load_pretrained(
+        self,
+        spec: ModelSpec,
+        weights: Weights,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        device: str,
+        precision: str,
+        freeze: str,
+    ) -> JaxModel:
+        import jax
+
+        from zoo_jax.modules import build_module, canonical_to_flat
+
+        support = self.supports(spec, device, precision)
+        if not support.ok:
+            raise ValueError(support.reason)
+        spec.check_weights(weights, input_shape, num_classes)
+        module = build_module(spec, num_classes)
+        jax_device = _device(device)
+        params = jax.device_put(canonical_to_flat(module, weights, input_shape), jax_device)
+        return JaxModel(module, params, spec.trainable_names(freeze, input_shape, num_classes), jax_device)
+
+    def fine_tune(self, model: JaxModel, data: TrainData, config: FineTuneConfig, meter: Meter) -> FineTuneResult:
+        import jax
+        import jax.numpy as jnp
+
+        from zoo_jax.steps import make_optimizer, train_step
+
+        # Copies, because the step donates (reuses) the buffers of what it is given.
+        trainable = {k: jnp.copy(v) for k, v in model.params.items() if k in model.trainable}
+        frozen = {k: v for k, v in model.params.items() if k not in model.trainable}
+        # Committed to the device like the step's outputs, so step 2 reuses step 1's executable.
+        opt_state = jax.device_put(make_optimizer(config).init(trainable), model.device)
+        losses = []
+        for x, y in data.batches():
+            with meter.step(len(x)):
+                xb = jax.device_put(x, model.device)
+                yb = jax.device_put(y.astype(np.int32), model.device)  # jax is 32-bit by default
+                trainable, opt_state, loss = train_step(model.module, config, trainable, opt_state, frozen, xb, yb)
+                jax.block_until_ready((trainable, loss))  # dispatch is async: wait for the step
+            losses.append(loss)
+        new = JaxModel(model.module, {**frozen, **trainable}, model.trainable, model.device)
+        return FineTuneResult(new, [float(v) for v in np.asarray(jnp.stack(losses))] if losses else [])
+
+    def evaluate(self, model: JaxModel, data: EvalData, meter: Meter) -> np.ndarray:
+        import jax
+
+        from zoo_jax.steps import forward
+
+        outputs = []
+        for x in data.batches():
+            with meter.step(len(x)):
+                logits = forward(model.module, model.params, jax.device_put(x, model.device))
+                outputs.append(np.asarray(logits, dtype=np.float32))  # the copy to host synchronises
+        return np.concatenate(outputs)
+
+    def export_weights(self, model: JaxModel) -> dict[str, np.ndarray]:
+        import jax
+
+        return {name: np.array(value, dtype=np.float32) for name, value in jax.device_get(model.params).items()}
+
+    def memory(self, device: str) -> dict[str, int]:
+        if device != "gpu":
+            return {}
+        gpu = _gpu()
+        stats = (gpu.memory_stats() or {}) if gpu is not None else {}
+        return {"peak_bytes": int(stats["peak_bytes_in_use"])} if "peak_bytes_in_use" in stats else {}
+
+
+def _intra_op_threads() -> int:
+    """What jaxlib sizes the ``XLAEigen`` pool to (``DefaultThreadPoolSize`` in XLA's pjrt/utils)."""
+    nproc = os.environ.get("PJRT_NPROC", "")
+    if nproc.isdigit():
+        return int(nproc)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _gpu() -> Any:
+    """The first GPU jax sees, or ``None``."""
+    import jax
+
+    try:
+        return jax.devices("gpu")[0]
+    except RuntimeError:
+        return None
+
+
+def _device(device: str) -> Any:
+    import jax
+
+    if device == "cpu":
+        return jax.devices("cpu")[0]
+    gpu = _gpu()
+    if gpu is None:
+        raise RuntimeError(
+            "jax sees no GPU in this process; install a CUDA build (pip install 'jax[cuda12]') "
+            "and make sure JAX_PLATFORMS does not exclude it, or run with --device cpu"
+        )
+    return gpu

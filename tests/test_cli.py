@@ -1,0 +1,90 @@
+"""The ``zoo`` command as a user runs it: real subprocesses, real plugins."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, needs_plugin, run_zoo
+
+FRAMEWORK_MODULES = ("torch", "tensorflow", "keras", "jax", "flax")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["plugins"], ["models"], ["tasks"], ["bench", "--help"]])
+def test_listing_commands_never_import_a_framework(argv):
+    code = (
+        "import sys\nfrom harness.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        f"loaded = [m for m in {FRAMEWORK_MODULES!r} if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+@needs_plugin("zoo-torch")
+def test_plugins_lists_distribution_and_registrations():
+    proc = run_zoo("plugins")
+    assert proc.returncode == 0, proc.stderr
+    assert "zoo-torch" in proc.stdout and "framework torch" in proc.stdout
+    assert "model cnn" in proc.stdout
+
+
+def test_models_lists_checkpoints():
+    proc = run_zoo("models")
+    assert proc.returncode == 0, proc.stderr
+    assert "cnn-digits0to4" in proc.stdout and "mlp-digits0to4" in proc.stdout
+
+
+def test_bench_with_no_framework_installed_says_what_to_install(tmp_path):
+    proc = run_zoo("bench", "--results-dir", str(tmp_path), env={"ZOO_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert proc.returncode == 2
+    assert "no framework plugin is installed" in proc.stderr and "pip install zoo-torch" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.iterdir()), "nothing may be written when nothing can run"
+
+
+@needs_plugin("zoo-torch")
+def test_unknown_framework_suggests_the_closest(tmp_path):
+    proc = run_zoo("bench", "-f", "trch", "--results-dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert "unknown framework 'trch'" in proc.stderr and "did you mean 'torch'" in proc.stderr
+
+
+@needs_plugin("zoo-torch")
+def test_unwritable_results_dir_fails_before_measuring(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = run_zoo("bench", "-f", "torch", "--results-dir", str(blocker / "sub"))
+    assert proc.returncode == 2
+    assert "cannot write results" in proc.stderr and "--results-dir" in proc.stderr
+
+
+@needs_plugin("zoo-torch")
+def test_bad_batch_size_is_refused():
+    proc = run_zoo("bench", "-f", "torch", "--batch-size", "0")
+    assert proc.returncode == 2 and "batch size must be at least 1" in proc.stderr
+
+
+@pytest.mark.slow
+@needs_plugin("zoo-torch")
+def test_bench_end_to_end_writes_records_and_prints_the_table(tmp_path):
+    proc = run_zoo("bench", "-f", "pytorch", "-m", "mlp,cnn", "--epochs", "2", "--windows", "3",
+                   "--results-dir", str(tmp_path), "--run-id", "e2e")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "accuracy %" in proc.stdout and "train samples/s" in proc.stdout
+    run_dir = tmp_path / "e2e"
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert [(r["cell"]["framework"], r["cell"]["model"], r["status"]) for r in records] == [
+        ("torch", "mlp", "ok"), ("torch", "cnn", "ok")]
+    for r in records:
+        m = r["metrics"]
+        assert m["accuracy"]["value"] > 50 and m["accuracy"]["unit"] == "%"
+        assert len(m["train_throughput"]["samples"]) == 3 and m["train_throughput"]["direction"] == "higher"
+        assert m["latency_p50_ms"]["value"] > 0 and m["peak_rss_mb"]["unit"] == "MiB"
+        assert r["environment"]["threads"] >= 1 and r["framework"]["versions"]["torch"]
+        assert r["environment"]["checkpoint"]["name"] == f"{r['cell']['model']}-digits0to4"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["machine"]["fingerprint"]
+    assert (run_dir / "logs").is_dir()
