@@ -197,11 +197,13 @@ class Framework(abc.ABC):
     @abc.abstractmethod
     def prepare(self, runtime: Runtime) -> None:
         """Apply the cell's runtime settings (threads, seeds, matmul precision) before any
-        other call. Called once per worker process."""
+        other call. Called once per worker process, before the framework has done any work:
+        some settings (TF's thread pools, XLA's CPU client) can only be set then."""
 
     @abc.abstractmethod
     def info(self) -> FrameworkInfo:
-        """Versions and devices as seen from inside the worker."""
+        """Versions and the devices usable *in this process* (a CPU cell may hide the GPUs
+        from the framework, so do not read it as an inventory of the machine)."""
 
     @abc.abstractmethod
     def load_pretrained(
@@ -226,7 +228,9 @@ class Framework(abc.ABC):
     ) -> FineTuneResult:
         """Train on ``data.batches()`` in order with softmax cross-entropy (mean over the batch)
         and Adam as ``config`` says, timing each step with ``meter.step``. Only the trainable
-        parameters change."""
+        parameters change. Each call starts a fresh optimiser. The host continues with the
+        returned ``FineTuneResult.model`` only; the handle passed in may be left as it was
+        (functional frameworks) or updated in place (torch, Keras)."""
 
     @abc.abstractmethod
     def evaluate(self, model: Any, data: EvalData, meter: Meter) -> np.ndarray:
@@ -239,7 +243,8 @@ class Framework(abc.ABC):
         """Return all parameters as canonical float32 NumPy arrays (the inverse of loading)."""
 
     def memory(self, device: str) -> dict[str, int]:
-        """Framework allocator statistics in bytes for ``device`` (for example
-        ``{"peak_bytes": ...}`` on a GPU). The host measures process memory itself; return
-        ``{}`` where the framework has nothing to add."""
+        """Framework allocator statistics in bytes for ``device``, as ``{"peak_bytes": ...}``
+        (the allocator's peak since the worker process started: one cell per process, so this
+        is the cell's peak). The host measures process memory itself; return ``{}`` where the
+        framework has nothing to add (CPU)."""
         return {}
