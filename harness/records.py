@@ -49,6 +49,7 @@ class CellRecord:
     error: ErrorInfo | None = None
     framework: Mapping[str, Any] = field(default_factory=dict)  # versions, devices, details
     environment: Mapping[str, Any] = field(default_factory=dict)  # threads, env vars, python
+    not_applicable: tuple[str, ...] = ()  # phases the framework does not have, e.g. ("fine_tune",)
     started_at: str = ""
     duration_s: float = 0.0
     schema_version: int = SCHEMA_VERSION
@@ -87,5 +88,6 @@ def record_from_dict(data: Mapping[str, Any]) -> CellRecord:
         environment=data.get("environment", {}),
         started_at=data.get("started_at", ""),
         duration_s=data.get("duration_s", 0.0),
+        not_applicable=tuple(data.get("not_applicable", ())),
         schema_version=version,
     )

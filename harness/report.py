@@ -10,6 +10,9 @@ from rich.table import Table
 
 from harness.records import CellRecord
 
+#: Metrics that only a training phase produces; shown as "n/a" for inference-only frameworks.
+TRAINING_METRICS = {"train_throughput", "compile_s", "fine_tune_wall_s"}
+
 #: (metric, column title, format)
 COLUMNS = (
     ("accuracy", "accuracy %", "{:.1f}"),
@@ -40,7 +43,10 @@ def results_table(records: Sequence[CellRecord], title: str = "") -> Table:
         cells = [r.cell.framework, r.cell.model, r.cell.task, _status(r)]
         for metric, _, fmt in COLUMNS:
             m = r.metrics.get(metric)
-            cells.append("" if m is None else fmt.format(m.value) + _spread(r, metric))
+            if m is None:
+                cells.append("n/a" if metric in TRAINING_METRICS and "fine_tune" in r.not_applicable else "")
+            else:
+                cells.append(fmt.format(m.value) + _spread(r, metric))
         table.add_row(*cells)
     return table
 

@@ -133,7 +133,18 @@ def no_framework_message(registry: Registry) -> str:
     return "\n".join(lines)
 
 
-Event = Callable[[str, Cell, "CellRecord | None"], None]
+@dataclass(frozen=True)
+class CellEvent:
+    """Progress of a run, for displays: a cell starts ("start") or has its record ("end")."""
+
+    kind: str
+    cell: Cell
+    index: int  # 0-based position in the run
+    total: int
+    record: CellRecord | None = None
+
+
+Event = Callable[[CellEvent], None]
 
 
 @dataclass
@@ -163,11 +174,11 @@ def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
         "plugins": {name: asdict(origin) for name, origin in host.origins.items()},
     }
     store.write_manifest(manifest)
-    emit = on_event or (lambda *_: None)
+    emit = on_event or (lambda _event: None)
     outcome = RunOutcome(store, [])
     try:
-        for p in planned:
-            emit("start", p.cell, None)
+        for index, p in enumerate(planned):
+            emit(CellEvent("start", p.cell, index, len(planned)))
             if p.plan is None:
                 record = CellRecord(run_id, p.cell, "skipped",
                                     error=ErrorInfo("plan", "Unsupported", p.skip_reason), started_at=utc_now())
@@ -179,7 +190,7 @@ def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
             store.append(record)
             outcome.records.append(record)
             notify_observers(host, record)
-            emit("end", p.cell, record)
+            emit(CellEvent("end", p.cell, index, len(planned), record))
     except KeyboardInterrupt:
         outcome.interrupted = True
     manifest["status"] = "interrupted" if outcome.interrupted else "completed"

@@ -78,12 +78,39 @@ class CellRun:
         self.metrics: dict[str, Metric] = {}
         self.framework_info: dict[str, Any] = {}
         self.environment: dict[str, Any] = {}
+        self.not_applicable: list[str] = []  # phases the adapter does not have (inference-only)
+        self.baseline_rss = 0
         self.phase = "plan"
 
     def metric(self, name: str, value: float, unit: str, direction: str) -> None:
         self.metrics[name] = Metric(float(value), unit, direction)
 
     def run(self) -> None:
+        adapter, spec, task, info = self._setup()
+        data = task.load()
+        model = self._load(adapter, spec, task)
+        if adapter.can_train:
+            model = self._fine_tune(adapter, model, data)
+        else:
+            self.not_applicable.append("fine_tune")
+        accuracy = self._evaluate(adapter, model, data, task.num_classes)
+        self._latency(adapter, model, data, task.num_classes)
+        self.phase = "export"
+        exported = adapter.export_weights(model)
+        try:
+            spec.check_weights(exported, task.input_shape, task.num_classes)
+        except ValueError as exc:
+            raise ContractViolation(f"export_weights: {exc}") from exc
+        if self.settings.export_to:
+            self._save(spec, task, exported, accuracy, info)
+        self.phase = "memory"
+        self.metric("peak_rss_mb", max(0, _maxrss_bytes() - self.baseline_rss) / 2**20, "MiB", "lower")
+        self.metric("baseline_rss_mb", self.baseline_rss / 2**20, "MiB", "info")
+        for key, value in adapter.memory(self.cell.device).items():
+            self.metric(f"framework_{key.removesuffix('_bytes')}_mb", value / 2**20, "MiB", "lower")
+
+    def _setup(self):
+        """Import the plugins, apply the runtime settings, check the device."""
         cell, settings = self.cell, self.settings
         self.phase = "import"
         affinity = _pin_threads(settings.threads)
@@ -99,7 +126,6 @@ class CellRun:
             "env": {k: os.environ[k] for k in ENV_VARS_RECORDED if k in os.environ},
             "matmul_precision": runtime.matmul_precision,
         }
-
         self.phase = "prepare"
         t0 = time.perf_counter()
         adapter.prepare(runtime)
@@ -111,10 +137,13 @@ class CellRun:
                 f"device {cell.device!r} was requested but {cell.framework} sees only {list(info.devices)}; "
                 "run with --device cpu, or install the framework's GPU build and check its driver"
             )
-        baseline_rss = _maxrss_bytes()
+        self.baseline_rss = _maxrss_bytes()
+        return adapter, spec, task, info
 
+    def _load(self, adapter, spec, task):
+        """Checkpoint (sha256-verified) with a new NumPy head, or seeded random weights."""
+        cell, settings = self.cell, self.settings
         self.phase = "data"
-        data = task.load()
         shape, classes = task.input_shape, task.num_classes
         if self.plan.checkpoint and cell.init == "pretrained":
             directory = Path(settings.checkpoint_dir) if settings.checkpoint_dir else BUILTIN_DIR
@@ -123,7 +152,6 @@ class CellRun:
             self.environment["checkpoint"] = {"name": entry.name, "sha256": entry.sha256}
         else:
             weights = init_weights(spec, shape, classes, seed=settings.seed)
-
         self.phase = "load"
         t0 = time.perf_counter()
         model = adapter.load_pretrained(
@@ -131,7 +159,10 @@ class CellRun:
             device=cell.device, precision=cell.precision, freeze=cell.freeze,
         )
         self.metric("load_s", time.perf_counter() - t0, "s", "lower")
+        return model
 
+    def _fine_tune(self, adapter, model, data):
+        cell, settings = self.cell, self.settings
         self.phase = "fine_tune"
         train = TrainData(data.x_train, data.y_train,
                           train_order(len(data.x_train), cell.batch_size, settings.epochs, settings.seed))
@@ -140,7 +171,6 @@ class CellRun:
         t0 = time.perf_counter()
         result = adapter.fine_tune(model, train, config, meter)
         self.metric("fine_tune_wall_s", time.perf_counter() - t0, "s", "lower")
-        model = result.model
         if len(meter.durations_s) != train.num_steps:
             raise ContractViolation(
                 f"fine_tune timed {len(meter.durations_s)} steps with meter.step, expected {train.num_steps}"
@@ -156,44 +186,35 @@ class CellRun:
         self.metric("compile_s", max(0.0, meter.durations_s[0] - float(np.median(steady))), "s", "lower")
         if losses.size:
             self.metric("final_loss", float(losses[-len(train.order[-1]):].mean()), "", "info")
+        return result.model
 
+    def _evaluate(self, adapter, model, data, classes: int) -> float:
+        """Accuracy from one pass (which also warms up), then one timed pass per window."""
         self.phase = "evaluate"
-        test = EvalData(data.x_test, eval_order(len(data.x_test), cell.batch_size))
+        test = EvalData(data.x_test, eval_order(len(data.x_test), self.cell.batch_size))
         rows = len(test.order) * test.batch_size
         logits = _check_logits(adapter.evaluate(model, test, StepMeter()), rows, classes, "evaluate")
         accuracy = float((logits[: len(data.y_test)].argmax(axis=1) == data.y_test).mean())
         self.metric("accuracy", 100.0 * accuracy, "%", "higher")
         rates = []
-        for _ in range(settings.windows):
+        for _ in range(self.settings.windows):
             m = StepMeter()
             _check_logits(adapter.evaluate(model, test, m), rows, classes, "evaluate")
             rates.append(sum(m.samples) / m.total_s)
         self.metrics["infer_throughput"] = Metric.from_samples(rates, "samples/s", "higher")
+        return accuracy
 
+    def _latency(self, adapter, model, data, classes: int) -> None:
+        """Batch-1 forward passes after a short warm-up (a new batch shape may compile)."""
         self.phase = "latency"
-        n_lat = min(settings.latency_samples, len(data.x_test))
-        adapter.evaluate(model, EvalData(data.x_test, eval_order(min(5, n_lat), 1)), StepMeter())  # warm-up
+        n_lat = min(self.settings.latency_samples, len(data.x_test))
+        adapter.evaluate(model, EvalData(data.x_test, eval_order(min(5, n_lat), 1)), StepMeter())
         m = StepMeter()
         _check_logits(adapter.evaluate(model, EvalData(data.x_test, eval_order(n_lat, 1)), m), n_lat, classes, "latency")
         lat_ms = [d * 1e3 for d in m.durations_s]
         self.metrics["latency_p50_ms"] = Metric.from_samples(lat_ms, "ms", "lower")
         self.metric("latency_p90_ms", percentile(lat_ms, 90), "ms", "lower")
         self.metric("latency_p99_ms", percentile(lat_ms, 99), "ms", "lower")
-
-        self.phase = "export"
-        exported = adapter.export_weights(model)
-        try:
-            spec.check_weights(exported, shape, classes)
-        except ValueError as exc:
-            raise ContractViolation(f"export_weights: {exc}") from exc
-        if settings.export_to:
-            self._save(spec, task, exported, accuracy, info)
-
-        self.phase = "memory"
-        self.metric("peak_rss_mb", max(0, _maxrss_bytes() - baseline_rss) / 2**20, "MiB", "lower")
-        self.metric("baseline_rss_mb", baseline_rss / 2**20, "MiB", "info")
-        for key, value in adapter.memory(cell.device).items():
-            self.metric(f"framework_{key.removesuffix('_bytes')}_mb", value / 2**20, "MiB", "lower")
 
     def _save(self, spec, task, weights, accuracy, info) -> None:
         cell, settings = self.cell, self.settings
@@ -227,6 +248,7 @@ def run_plan(plan: CellPlan) -> CellRecord:
     return CellRecord(
         run_id=plan.run_id, cell=plan.cell, status="failed" if error else "ok",
         metrics=run.metrics, error=error, framework=run.framework_info, environment=run.environment,
+        not_applicable=tuple(run.not_applicable),
         started_at=started, duration_s=time.perf_counter() - t0,
     )
 

@@ -181,6 +181,10 @@ class Framework(abc.ABC):
     packages: tuple[str, ...] = ()
     #: The :data:`zoo.CONTRACT_VERSION` this adapter implements.
     contract_version: int = 1
+    #: ``False`` for inference-only runtimes (ONNX Runtime, TensorRT, ...): the host then never
+    #: calls :meth:`fine_tune`, evaluates the loaded weights, and reports the training phase as
+    #: not applicable. ``fine_tune`` may then raise ``NotImplementedError``.
+    can_train: bool = True
 
     def subprocess_env(self, runtime: Runtime) -> Mapping[str, str]:
         """Environment variables the worker process needs *before* the framework is imported

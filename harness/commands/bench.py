@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from harness.commands.common import load_registry, report_problems, split_csv
 from harness.registry import UnknownName
 from harness.report import print_results, wide_console
-from harness.runner import DEFAULT_MODELS, DEFAULT_TASK, BenchRequest, PlanError, run_bench
+from harness.runner import DEFAULT_MODELS, DEFAULT_TASK, BenchRequest, CellEvent, PlanError, run_bench
 from harness.store import StoreError
 
 
@@ -66,24 +66,23 @@ def run(args: argparse.Namespace) -> int:
     host, registry = load_registry(args)
     report_problems(registry, err, args.verbose)
     request = request_from_args(args)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} cells"),
                         TimeElapsedColumn(), console=err, transient=True)
-    done = {"n": 0}
     bar = None
 
-    def on_event(kind, cell, record):
+    def on_event(event: CellEvent) -> None:
         nonlocal bar
+        cell = event.cell
         label = f"{cell.framework} {cell.model} {cell.task}"
         if err.is_terminal:
             if bar is None:
                 progress.start()
-                bar = progress.add_task("", total=None)
-            progress.update(bar, description=f"{label}" if kind == "start" else label,
-                            completed=done["n"] + (kind == "end"))
-        elif kind == "end":
-            err.print(f"{label}: {record.status} ({record.duration_s:.1f} s)", highlight=False)
-        if kind == "end":
-            done["n"] += 1
+                bar = progress.add_task("", total=event.total)
+            progress.update(bar, description=label, completed=event.index + (event.kind == "end"))
+        elif event.kind == "end":
+            record = event.record
+            err.print(f"[{event.index + 1}/{event.total}] {label}: {record.status} ({record.duration_s:.1f} s)",
+                      highlight=False)
 
     try:
         outcome = run_bench(request, registry, host, on_event)
