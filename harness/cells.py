@@ -27,7 +27,8 @@ class Cell:
             [self.framework, self.model, self.task, self.device, self.precision,
              f"b{self.batch_size}", f"freeze_{self.freeze}", self.init]
         )
-        return re.sub(r"[^A-Za-z0-9_.+-]", "_", raw)
+        safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", raw)  # names come from plugins: keep paths inside
+        return re.sub(r"^\.+", lambda m: "_" * len(m.group()), safe)  # and never a hidden file
 
 
 @dataclass(frozen=True)

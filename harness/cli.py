@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-p", "--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
                         help="load this plugin module explicitly (repeatable); see also ZOO_PLUGINS and "
                              "ZOO_DISABLE_PLUGIN_AUTOLOAD")
+    parser.add_argument("--plugins", dest="allow", action="append", metavar="LIST",
+                        help="allow-list of plugins (entry-point or distribution names, comma-separated): "
+                             "other installed plugins are not imported; see also ZOO_ALLOWED_PLUGINS")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of plugins that fail to load")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:

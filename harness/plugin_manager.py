@@ -3,7 +3,10 @@
 A plugin that fails to import is recorded with its name, distribution and traceback, and the
 others still load (set ``ZOO_STRICT_PLUGINS=1`` to re-raise instead, for debugging).
 ``ZOO_DISABLE_PLUGIN_AUTOLOAD=1`` turns discovery off; ``ZOO_PLUGINS=mod1,mod2`` or ``zoo -p
-MODULE`` loads modules explicitly, as pytest's ``-p`` does.
+MODULE`` loads modules explicitly, as pytest's ``-p`` does. ``ZOO_ALLOWED_PLUGINS=a,b`` or ``zoo
+--plugins a,b`` is an allow-list: entry points whose name or distribution is not on it are never
+imported (they are listed as not allowed), so untrusted code installed in the environment does
+not run.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ GROUP = "zoo"
 AUTOLOAD_OFF_ENV = "ZOO_DISABLE_PLUGIN_AUTOLOAD"
 EXPLICIT_ENV = "ZOO_PLUGINS"
 STRICT_ENV = "ZOO_STRICT_PLUGINS"
+ALLOW_ENV = "ZOO_ALLOWED_PLUGINS"
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class PluginHost:
     pm: pluggy.PluginManager
     origins: dict[str, PluginOrigin] = field(default_factory=dict)  # by module name
     failures: list[PluginFailure] = field(default_factory=list)
+    not_allowed: list[PluginOrigin] = field(default_factory=list)  # found, but not on the allow-list
 
     def register_module(self, module: ModuleType, origin: PluginOrigin) -> None:
         self.pm.register(module, name=origin.name)
@@ -81,7 +86,7 @@ def _module_origin(module: ModuleType, name: str, distribution: str, version: st
     return PluginOrigin(name, module.__name__, distribution, version, getattr(module, "__file__", "") or "")
 
 
-def _load_entry_points(host: PluginHost, strict: bool) -> None:
+def _load_entry_points(host: PluginHost, strict: bool, allowed: set[str] | None) -> None:
     seen = set()
     for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
         dist = ep.dist.name if ep.dist else "(unknown distribution)"
@@ -89,6 +94,9 @@ def _load_entry_points(host: PluginHost, strict: bool) -> None:
         if (ep.name, ep.value) in seen:  # the same distribution found twice on sys.path
             continue
         seen.add((ep.name, ep.value))
+        if allowed is not None and not ({ep.name.lower(), dist.lower()} & allowed):
+            host.not_allowed.append(PluginOrigin(ep.name, ep.value.split(":")[0], dist, version, ""))
+            continue
         try:
             module = ep.load()
             host.register_module(module, _module_origin(module, ep.name, dist, version))
@@ -108,18 +116,24 @@ def _forget(pm: pluggy.PluginManager, name: str) -> None:
         pm.unregister(plugin)
 
 
-def load_plugins(explicit: Iterable[str] = (), autoload: bool | None = None) -> PluginHost:
-    """Build the plugin host: built-ins, then entry points (unless disabled), then ``explicit``
-    module names and those in ``ZOO_PLUGINS``."""
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def load_plugins(
+    explicit: Iterable[str] = (), autoload: bool | None = None, allowed: Iterable[str] | None = None
+) -> PluginHost:
+    """Build the plugin host: built-ins, then entry points (unless disabled; only those on the
+    allow-list when there is one), then ``explicit`` module names and those in ``ZOO_PLUGINS``."""
     strict = _truthy(os.environ.get(STRICT_ENV))
     if autoload is None:
         autoload = not _truthy(os.environ.get(AUTOLOAD_OFF_ENV))
+    allow = list(allowed or []) + _split(os.environ.get(ALLOW_ENV))
     host = PluginHost(new_plugin_manager())
     host.register_module(zoo.builtin, _module_origin(zoo.builtin, "builtin", "zoo-bench", zoo.__version__))
     if autoload:
-        _load_entry_points(host, strict)
-    names = [n for n in os.environ.get(EXPLICIT_ENV, "").split(",") if n.strip()] + list(explicit)
-    for name in dict.fromkeys(n.strip() for n in names):
+        _load_entry_points(host, strict, {a.lower() for a in allow} if allow else None)
+    for name in dict.fromkeys(_split(os.environ.get(EXPLICIT_ENV)) + list(explicit)):
         load_module_plugin(host, name, strict=strict)
     return host
 

@@ -45,7 +45,7 @@ class Registry:
         key = self.aliases.get(name.strip().lower(), name.strip().lower())
         if key in self.frameworks:
             return self.frameworks[key]
-        raise UnknownName(_unknown("framework", name, list(self.frameworks) + list(self.aliases)))
+        raise UnknownName(_unknown("framework", name, list(self.frameworks), self.aliases))
 
     def model(self, name: str) -> Provided[ModelSpec]:
         if name in self.models:
@@ -58,10 +58,11 @@ class Registry:
         raise UnknownName(_unknown("task", name, list(self.tasks)))
 
 
-def _unknown(kind: str, name: str, known: list[str]) -> str:
+def _unknown(kind: str, name: str, known: list[str], aliases: dict[str, str] | None = None) -> str:
     installed = ", ".join(sorted(set(known))) or "none"
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    candidates = {k: k for k in known} | dict(aliases or {})  # alias -> the name it stands for
+    close = difflib.get_close_matches(name.lower(), list(candidates), n=1, cutoff=0.5)
+    hint = f" (did you mean {candidates[close[0]]!r}?)" if close else ""
     return f"unknown {kind} {name!r}; installed: {installed}{hint}"
 
 

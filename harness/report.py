@@ -65,6 +65,11 @@ def wide_console(**kwargs) -> Console:
     return console
 
 
+def error_console() -> Console:
+    """stderr for messages: long lines stay whole (CI logs, grep) instead of wrapping at 80."""
+    return Console(stderr=True, soft_wrap=True)
+
+
 def print_results(records: Sequence[CellRecord], console: Console | None = None, title: str = "") -> None:
     console = console or wide_console()
     console.print(results_table(records, title))

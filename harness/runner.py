@@ -17,9 +17,9 @@ from harness import machine
 from harness.cell_runner import run_cell
 from harness.cells import Cell, CellPlan, Settings
 from harness.plugin_manager import PluginHost
-from harness.records import CellRecord, ErrorInfo, record_to_dict
+from harness.records import CellRecord, ErrorInfo, record_to_dict, record_to_json
 from harness.registry import Registry
-from harness.store import RunStore, new_run_id, utc_now
+from harness.store import RunStore, StoreError, new_run_id, utc_now
 
 DEFAULT_TASK = "digits"
 DEFAULT_MODELS = ("mlp", "cnn")
@@ -49,6 +49,7 @@ class BenchRequest:
     timeout_s: float = 900.0
     results_dir: Path = Path("results")
     run_id: str = ""
+    checkpoint_dir: str = ""  # "" = the checkpoints shipped with zoo
     trigger: str = "manual"
 
 
@@ -94,22 +95,24 @@ def plan_cells(request: BenchRequest, registry: Registry, run_id: str) -> list[P
             epochs=request.epochs or recipe.epochs,
             learning_rate=request.learning_rate or recipe.learning_rate,
             threads=request.threads, seed=request.seed, windows=request.windows,
+            checkpoint_dir=str(Path(request.checkpoint_dir).resolve()) if request.checkpoint_dir else "",
         )
         for model_p in models:
             for fw_p in frameworks:
                 adapter = fw_p.item
+                checkpoint = task.checkpoint_for(model_p.item.name) or "" if request.init == "pretrained" else ""
+                # a model without a zoo checkpoint for this task starts from random weights, and says so
                 cell = Cell(adapter.name, model_p.item.name, task.name, request.device, request.precision,
-                            batch, request.freeze or recipe.freeze, request.init)
+                            batch, request.freeze or recipe.freeze, "pretrained" if checkpoint else "scratch")
                 support = adapter.supports(model_p.item, request.device, request.precision)
                 if not support.ok:
                     planned.append(PlannedCell(cell, None, support.reason))
                     continue
-                checkpoint = task.checkpoint_for(model_p.item.name) or ""
                 runtime = Runtime(request.device, request.precision, request.threads, request.seed)
                 plan = CellPlan(
                     run_id=run_id, cell=cell, settings=settings,
                     modules=tuple(dict.fromkeys([fw_p.origin.module, model_p.origin.module, task_p.origin.module])),
-                    checkpoint=checkpoint if request.init == "pretrained" else "",
+                    checkpoint=checkpoint,
                     env={**thread_env(request.threads), **adapter.subprocess_env(runtime)},
                 )
                 planned.append(PlannedCell(cell, plan))
@@ -150,18 +153,16 @@ Event = Callable[[CellEvent], None]
 @dataclass
 class RunOutcome:
     store: RunStore
-    records: list[CellRecord]
+    records: list[CellRecord]  # the records of this invocation, in order
     interrupted: bool = False
+    store_error: str = ""  # the results could not be written (disk full): the run stopped
+    unsaved: str = ""  # the JSON of the record that could not be written, so it is not lost
+    already_done: list[CellRecord] = field(default_factory=list)  # --resume: kept from before
 
 
-def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
-              on_event: Event | None = None) -> RunOutcome:
-    """Run every planned cell, one at a time, storing each record as it finishes."""
-    run_id = request.run_id or new_run_id()
-    planned = plan_cells(request, registry, run_id)
-    store = RunStore(request.results_dir, run_id)  # fails here, before measuring, if unwritable
+def _new_manifest(request: BenchRequest, planned: list[PlannedCell], host: PluginHost, run_id: str) -> dict:
     stable = machine.stable_info()
-    manifest = {
+    return {
         "schema_version": 1,
         "run_id": run_id,
         "trigger": request.trigger,
@@ -173,34 +174,92 @@ def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
         "cells": [p.cell.key for p in planned],
         "plugins": {name: asdict(origin) for name, origin in host.origins.items()},
     }
+
+
+def request_from_manifest(results_dir: Path, run_id: str) -> BenchRequest:
+    """The request an earlier run was started with, for ``zoo bench --resume``."""
+    manifest = RunStore.existing(results_dir, run_id).read_manifest()
+    fields = dict(manifest["request"])
+    fields["results_dir"] = Path(results_dir)
+    fields["run_id"] = run_id
+    known = set(BenchRequest.__dataclass_fields__)
+    return BenchRequest(**{k: v for k, v in fields.items() if k in known})
+
+
+def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
+              on_event: Event | None = None, resume: bool = False) -> RunOutcome:
+    """Run every planned cell, one at a time, storing each record as it finishes.
+
+    With ``resume``, ``request.run_id`` names an earlier run in ``request.results_dir``: cells
+    whose latest record is ok or skipped are kept, the others (missing, failed, timeout) run again
+    and their new records are appended (the latest record of a cell is the one that counts)."""
+    run_id = request.run_id or new_run_id()
+    planned = plan_cells(request, registry, run_id)
+    if resume:
+        store = RunStore.existing(request.results_dir, run_id)
+        manifest = store.read_manifest()
+        here = machine.fingerprint()
+        if manifest["machine"]["fingerprint"] != here:
+            raise PlanError(
+                f"run {run_id} was measured on another machine (fingerprint {manifest['machine']['fingerprint']}, "
+                f"this one is {here}); results from two machines are not comparable, so start a new run"
+            )
+        latest = store.latest_records()
+        done = [latest[p.cell.key] for p in planned if p.cell.key in latest
+                and latest[p.cell.key].status in ("ok", "skipped")]
+        done_keys = {r.cell.key for r in done}
+        planned = [p for p in planned if p.cell.key not in done_keys]
+        manifest.setdefault("resumed", []).append({"at": utc_now(), "cells": [p.cell.key for p in planned]})
+        manifest["status"] = "running"
+    else:
+        store = RunStore(request.results_dir, run_id)  # fails here, before measuring, if unwritable
+        manifest = _new_manifest(request, planned, host, run_id)
+        done = []
     store.write_manifest(manifest)
     emit = on_event or (lambda _event: None)
-    outcome = RunOutcome(store, [])
+    outcome = RunOutcome(store, [], already_done=done)
     try:
         for index, p in enumerate(planned):
             emit(CellEvent("start", p.cell, index, len(planned)))
-            if p.plan is None:
-                record = CellRecord(run_id, p.cell, "skipped",
-                                    error=ErrorInfo("plan", "Unsupported", p.skip_reason), started_at=utc_now())
-            else:
-                record = run_cell(p.plan, store.dir / "work", store.log_path(p.cell.key), request.timeout_s)
-                origin = registry.frameworks[p.cell.framework].origin
-                record = replace(record, environment={
-                    **record.environment, "plugin": {"distribution": origin.distribution, "version": origin.version}})
-            store.append(record)
+            try:
+                record = _run_one(p, request, registry, store, run_id)
+            except OSError as exc:  # no room for the cell's plan or log: nothing measured yet
+                outcome.store_error = (
+                    f"cannot start cell {p.cell.key} in {store.dir}: {exc.strerror or exc}; free some space, "
+                    f"then `zoo bench --resume {run_id}` runs the cells that are missing")
+                break
+            try:
+                store.append(record)
+            except StoreError as exc:
+                outcome.store_error, outcome.unsaved = str(exc), record_to_json(record)
+                break
             outcome.records.append(record)
             notify_observers(host, record)
             emit(CellEvent("end", p.cell, index, len(planned), record))
     except KeyboardInterrupt:
         outcome.interrupted = True
-    manifest["status"] = "interrupted" if outcome.interrupted else "completed"
+    if outcome.store_error:
+        manifest["status"] = "failed"
+        manifest["error"] = outcome.store_error
+    else:
+        manifest["status"] = "interrupted" if outcome.interrupted else "completed"
     manifest["finished_at"] = utc_now()
-    store.write_manifest(manifest)
     try:
+        store.write_manifest(manifest)
         (store.dir / "work").rmdir()
     except OSError:
-        pass
+        pass  # a full disk: the records already written are intact; the message says what to do
     return outcome
+
+
+def _run_one(p: PlannedCell, request: BenchRequest, registry: Registry, store: RunStore, run_id: str) -> CellRecord:
+    if p.plan is None:
+        return CellRecord(run_id, p.cell, "skipped", error=ErrorInfo("plan", "Unsupported", p.skip_reason),
+                          started_at=utc_now())
+    record = run_cell(p.plan, store.dir / "work", store.log_path(p.cell.key), request.timeout_s)
+    origin = registry.frameworks[p.cell.framework].origin
+    return replace(record, environment={
+        **record.environment, "plugin": {"distribution": origin.distribution, "version": origin.version}})
 
 
 def notify_observers(host: PluginHost, record: CellRecord) -> None:

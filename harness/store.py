@@ -20,6 +20,8 @@ from harness.records import CellRecord, record_from_dict, record_to_json
 RESULTS_FILE = "results.jsonl"
 MANIFEST_FILE = "manifest.json"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+#: Free space a run needs before it starts: records are small, but each cell also writes its log.
+MIN_FREE_BYTES = 1 << 20
 
 
 class StoreError(RuntimeError):
@@ -59,11 +61,28 @@ class RunStore:
             probe = self.dir / ".write-probe"
             probe.write_bytes(b"x" * 4096)
             probe.unlink()
+            stat = os.statvfs(self.dir)
         except OSError as exc:
             raise StoreError(
                 f"cannot write results to {self.dir}: {exc.strerror or exc}; choose another place with "
                 "--results-dir or free some space"
             ) from exc
+        free = stat.f_bavail * stat.f_frsize
+        if free < MIN_FREE_BYTES:
+            raise StoreError(
+                f"only {free // 1024} KiB free for results in {self.dir} (need at least "
+                f"{MIN_FREE_BYTES // 1024} KiB); free some space or choose another place with --results-dir"
+            )
+
+    @classmethod
+    def existing(cls, root: Path, run_id: str) -> "RunStore":
+        """An earlier run's store, for ``--resume``."""
+        check_run_id(run_id)
+        if not (Path(root) / run_id / MANIFEST_FILE).exists():
+            runs = sorted(p.parent.name for p in Path(root).glob(f"*/{MANIFEST_FILE}"))[-5:]
+            hint = f" (recent runs: {', '.join(runs)})" if runs else ""
+            raise StoreError(f"no run {run_id!r} in {root}{hint}; pass its id and the same --results-dir")
+        return cls(root, run_id)
 
     @property
     def results_path(self) -> Path:
@@ -83,14 +102,36 @@ class RunStore:
         return json.loads(self.manifest_path.read_text())
 
     def append(self, record: CellRecord) -> None:
-        """Append one record as a single write on an O_APPEND descriptor, then fsync."""
+        """Append one record as a single write on an O_APPEND descriptor, then fsync. A write
+        that fails (disk full) is undone, so the file never ends in a torn line, and raises
+        :class:`StoreError`."""
         line = (record_to_json(record) + "\n").encode()
-        fd = os.open(self.results_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)
+            fd = os.open(self.results_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot open {self.results_path}: {exc.strerror or exc}") from exc
+        try:
+            size = os.fstat(fd).st_size
+            written = os.write(fd, line)
+            if written != len(line):
+                raise OSError(28, "No space left on device (short write)")
             os.fsync(fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass
+            raise StoreError(
+                f"could not save the record of cell {record.cell.key} to {self.results_path}: "
+                f"{exc.strerror or exc}; free some space, then `zoo bench --resume {self.run_id}` "
+                "re-runs the cells that are missing"
+            ) from exc
         finally:
             os.close(fd)
+
+    def latest_records(self) -> dict[str, CellRecord]:
+        """The last record of each cell key: a re-run (``--resume``) supersedes a failed one."""
+        return {r.cell.key: r for r in self.records()}
 
     def records(self) -> list[CellRecord]:
         return list(read_records(self.results_path))

@@ -8,6 +8,7 @@ also when a phase fails (with the metrics measured before the failure).
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import platform
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 2:
         print("usage: python -m harness.worker PLAN.json RECORD.json", file=sys.stderr)
         return 2
+    faulthandler.enable()  # a crash in native code leaves a Python traceback in the cell's log
     plan = CellPlan.from_dict(json.loads(Path(argv[0]).read_text()))
     record = run_plan(plan)
     atomic_write_bytes(Path(argv[1]), record_to_json(record).encode())

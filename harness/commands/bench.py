@@ -6,13 +6,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.commands.common import load_registry, report_problems, split_csv
 from harness.registry import UnknownName
-from harness.report import print_results, wide_console
-from harness.runner import DEFAULT_MODELS, DEFAULT_TASK, BenchRequest, CellEvent, PlanError, run_bench
+from harness.report import error_console, print_results, wide_console
+from harness.runner import (
+    DEFAULT_MODELS,
+    DEFAULT_TASK,
+    BenchRequest,
+    CellEvent,
+    PlanError,
+    request_from_manifest,
+    run_bench,
+)
 from harness.store import StoreError
 
 
@@ -44,6 +51,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before a cell is killed (default: 900)")
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="where runs are stored (default: results)")
     p.add_argument("--run-id", default="", help="name of this run (default: a timestamp)")
+    p.add_argument("--resume", metavar="RUN_ID", default="",
+                   help="continue run RUN_ID in --results-dir with its own settings: re-run only its missing, "
+                        "failed and timed-out cells")
+    p.add_argument("--checkpoint-dir", default="", help="directory with zoo checkpoints and their manifest.json "
+                   "(default: the ones shipped with zoo-bench)")
     p.set_defaults(run=run)
 
 
@@ -53,7 +65,7 @@ def request_from_args(args: argparse.Namespace) -> BenchRequest:
         tasks=split_csv(args.tasks) or [DEFAULT_TASK], device=args.device, precision=args.precision,
         batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.lr, freeze=args.freeze,
         init=args.init, seed=args.seed, windows=args.windows, timeout_s=args.timeout,
-        results_dir=args.results_dir, run_id=args.run_id,
+        results_dir=args.results_dir, run_id=args.run_id, checkpoint_dir=args.checkpoint_dir,
     )
     if args.threads is not None:
         fields["threads"] = args.threads
@@ -62,10 +74,20 @@ def request_from_args(args: argparse.Namespace) -> BenchRequest:
 
 def run(args: argparse.Namespace) -> int:
     console = wide_console()
-    err = Console(stderr=True)
+    err = error_console()
     host, registry = load_registry(args)
     report_problems(registry, err, args.verbose)
-    request = request_from_args(args)
+    try:
+        if args.resume:
+            if any([args.frameworks, args.models, args.tasks, args.run_id]):
+                raise PlanError("--resume reuses the run's own frameworks, models, tasks and settings; "
+                                "drop -f/-m/-t/--run-id")
+            request = request_from_manifest(args.results_dir, args.resume)
+        else:
+            request = request_from_args(args)
+    except (PlanError, StoreError, KeyError, TypeError) as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} cells"),
                         TimeElapsedColumn(), console=err, transient=True)
     bar = None
@@ -85,16 +107,25 @@ def run(args: argparse.Namespace) -> int:
                       highlight=False)
 
     try:
-        outcome = run_bench(request, registry, host, on_event)
+        outcome = run_bench(request, registry, host, on_event, resume=bool(args.resume))
     except (UnknownName, PlanError, StoreError) as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         return 2
     finally:
         if bar is not None:
             progress.stop()
-    print_results(outcome.records, console, title=f"zoo bench · run {outcome.store.run_id}")
+    records = outcome.already_done + outcome.records
+    print_results(records, console, title=f"zoo bench · run {outcome.store.run_id}")
     console.print(f"results: {outcome.store.results_path}", highlight=False)
+    if outcome.store_error:
+        err.print(f"[bold red]error:[/] {outcome.store_error}", highlight=False)
+        if outcome.unsaved:
+            err.print("the record that could not be saved follows, so it is not lost:", highlight=False)
+            print(outcome.unsaved, file=sys.stderr)
+        return 3
     if outcome.interrupted:
-        err.print("[yellow]interrupted:[/] finished cells are saved; the run manifest says 'interrupted'")
+        err.print(f"[yellow]interrupted:[/] finished cells are saved; the run manifest says 'interrupted'. "
+                  f"Continue with: zoo bench --resume {outcome.store.run_id} --results-dir {request.results_dir}",
+                  highlight=False)
         return 130
-    return 0 if all(r.status in ("ok", "skipped") for r in outcome.records) else 1
+    return 0 if all(r.status in ("ok", "skipped") for r in records) else 1

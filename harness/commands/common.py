@@ -11,7 +11,7 @@ from harness.registry import Registry, build_registry
 
 
 def load_registry(args: argparse.Namespace) -> tuple[PluginHost, Registry]:
-    host = load_plugins(explicit=getattr(args, "plugins", []))
+    host = load_plugins(explicit=getattr(args, "plugins", []), allowed=split_csv(getattr(args, "allow", None)) or None)
     return host, build_registry(host)
 
 

@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(col)
     for module, origin in host.origins.items():
         table.add_row(origin.name, origin.distribution, origin.version, ", ".join(provides[module]) or "-", origin.path)
+    for origin in host.not_allowed:
+        table.add_row(origin.name, origin.distribution, origin.version, "not loaded: not in --plugins allow-list", origin.module)
     console.print(table)
     report_problems(registry, console, args.verbose)
     return 0

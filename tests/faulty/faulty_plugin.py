@@ -1,0 +1,118 @@
+"""Frameworks that misbehave on purpose, each in one way, for the reliability tests.
+
+Their healthy base runs the NumPy reference forward pass and "trains" by doing nothing but
+timing the steps; each subclass breaks exactly one thing: it hangs, aborts, segfaults, is
+killed like the OOM killer does, exhausts a memory limit, raises, or returns wrong logits.
+Load with ``zoo -p faulty_plugin`` and this directory on PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+import time
+
+import numpy as np
+
+import zoo
+from zoo.contract import FineTuneResult, Framework, FrameworkInfo, Support
+
+
+class Healthy(Framework):
+    name = "healthy"
+
+    def supports(self, spec, device, precision):
+        return Support.yes() if device == "cpu" else Support.no("cpu only")
+
+    def prepare(self, runtime):
+        pass
+
+    def info(self):
+        return FrameworkInfo(self.name, {"numpy": np.__version__}, ["cpu"])
+
+    def load_pretrained(self, spec, weights, input_shape, num_classes, device, precision, freeze):
+        return {"spec": spec, "weights": dict(weights)}
+
+    def fine_tune(self, model, data, config, meter):
+        for x, _ in data.batches():
+            with meter.step(len(x)):
+                pass
+        return FineTuneResult(model, [])
+
+    def evaluate(self, model, data, meter):
+        out = []
+        for x in data.batches():
+            with meter.step(len(x)):
+                out.append(model["spec"].reference_forward(model["weights"], x).astype(np.float32))
+        return np.concatenate(out)
+
+    def export_weights(self, model):
+        return model["weights"]
+
+
+class Hang(Healthy):
+    name = "hang"
+
+    def fine_tune(self, model, data, config, meter):
+        time.sleep(3600)
+
+
+class Abort(Healthy):
+    name = "abort"
+
+    def fine_tune(self, model, data, config, meter):
+        os.abort()
+
+
+class Segfault(Healthy):
+    name = "segv"
+
+    def fine_tune(self, model, data, config, meter):
+        ctypes.string_at(0)  # read address 0: SIGSEGV in native code
+
+
+class OomKilled(Healthy):
+    name = "oomkill"
+
+    def fine_tune(self, model, data, config, meter):
+        os.kill(os.getpid(), signal.SIGKILL)  # what the kernel's OOM killer does
+
+
+class MemoryHog(Healthy):
+    name = "memhog"
+
+    def fine_tune(self, model, data, config, meter):
+        with open("/proc/self/status") as fh:
+            vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize"))
+        resource.setrlimit(resource.RLIMIT_AS, (vm + (512 << 20), resource.RLIM_INFINITY))
+        hoard = []
+        while True:  # ends in MemoryError at the limit
+            hoard.append(np.ones(16 << 20, dtype=np.uint8))
+
+
+class Raises(Healthy):
+    name = "raises"
+
+    def fine_tune(self, model, data, config, meter):
+        raise RuntimeError("the fused kernel is not available on this CPU")
+
+
+class NaNLogits(Healthy):
+    name = "nan"
+
+    def evaluate(self, model, data, meter):
+        return np.full((len(data.order) * data.batch_size, 10), np.nan, dtype=np.float32)
+
+
+class WrongShape(Healthy):
+    name = "badshape"
+
+    def evaluate(self, model, data, meter):
+        return np.zeros((3, 7), dtype=np.float32)
+
+
+@zoo.hookimpl
+def zoo_frameworks():
+    return [cls() for cls in (Healthy, Hang, Abort, Segfault, OomKilled, MemoryHog, Raises, NaNLogits, WrongShape)]
