@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from harness.records import CellRecord
 
@@ -23,6 +25,12 @@ COLUMNS = (
     ("fine_tune_wall_s", "fine-tune s", "{:.2f}"),
     ("peak_rss_mb", "peak mem MiB", "{:,.0f}"),
 )
+
+
+def plain_row(*values: object) -> list[Text]:
+    """Table cells shown literally: names and messages come from plugins and users, and must
+    not be read as rich markup."""
+    return [Text(str(v)) for v in values]
 
 
 def _spread(record: CellRecord, metric: str) -> str:
@@ -47,7 +55,7 @@ def results_table(records: Sequence[CellRecord], title: str = "") -> Table:
                 cells.append("n/a" if metric in TRAINING_METRICS and "fine_tune" in r.not_applicable else "")
             else:
                 cells.append(fmt.format(m.value) + _spread(r, metric))
-        table.add_row(*cells)
+        table.add_row(*plain_row(*cells))
     return table
 
 
@@ -75,5 +83,6 @@ def print_results(records: Sequence[CellRecord], console: Console | None = None,
     console.print(results_table(records, title))
     for r in records:
         if r.status in ("failed", "timeout") and r.error:
-            console.print(f"[bold red]{r.cell.key}[/] {r.status} in {r.error.phase}: {r.error.type}: {r.error.message}",
+            console.print(f"[bold red]{escape(r.cell.key)}[/] {r.status} in {escape(r.error.phase)}: "
+                          f"{escape(r.error.type)}: {escape(r.error.message)}",
                           highlight=False, markup=True)

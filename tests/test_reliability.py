@@ -209,3 +209,15 @@ def test_no_code_path_unpickles_files():
             if "weights_only=True" not in call.group(1):
                 offenders.append(f"{path.relative_to(ROOT)}: torch.load without weights_only=True")
     assert not offenders, offenders
+
+
+def test_terminal_output_shows_plugin_strings_literally(fake_distribution, capsys):
+    """A name or message with rich markup in it is printed as written, never interpreted."""
+    from harness.records import ErrorInfo
+    from harness.report import print_results, wide_console
+
+    record = CellRecord("r", Cell("[red]evil[/red]", "m", "t"), "failed",
+                        error=ErrorInfo("load", "X", "[link=http://x]click[/link]"))
+    print_results([record], wide_console(), title="t")
+    out = capsys.readouterr().out
+    assert "[red]evil[/red]" in out and "[link=http://x]click[/link]" in out

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from rich.markup import escape
+
 from harness.commands.common import load_registry, report_problems, split_csv
 from harness.registry import UnknownName
 from harness.report import error_console, print_results, wide_console
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             request = request_from_args(args)
     except (PlanError, StoreError, KeyError, TypeError) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} cells"),
                         TimeElapsedColumn(), console=err, transient=True)
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         outcome = run_bench(request, registry, host, on_event, resume=bool(args.resume))
     except (UnknownName, PlanError, StoreError) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     finally:
         if bar is not None:
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     print_results(records, console, title=f"zoo bench · run {outcome.store.run_id}")
     console.print(f"results: {outcome.store.results_path}", highlight=False)
     if outcome.store_error:
-        err.print(f"[bold red]error:[/] {outcome.store_error}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(outcome.store_error)}", highlight=False)
         if outcome.unsaved:
             err.print("the record that could not be saved follows, so it is not lost:", highlight=False)
             print(outcome.unsaved, file=sys.stderr)

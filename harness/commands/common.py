@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
+from rich.markup import escape
 
 from harness.plugin_manager import PluginHost, load_plugins
 from harness.registry import Registry, build_registry
@@ -18,7 +19,7 @@ def load_registry(args: argparse.Namespace) -> tuple[PluginHost, Registry]:
 def report_problems(registry: Registry, console: Console, verbose: bool = False) -> None:
     """One line per broken plugin (its traceback under ``-v``); the others still work."""
     for p in registry.problems:
-        console.print(f"[yellow]warning:[/] plugin [bold]{p.name}[/] ({p.distribution}): {p.error}",
+        console.print(f"[yellow]warning:[/] plugin [bold]{escape(p.name)}[/] ({escape(p.distribution)}): {escape(p.error)}",
                       highlight=False)
         if verbose and p.traceback:
             console.print(p.traceback, markup=False, highlight=False)

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from zoo.checkpoints import read_manifest
 
-from harness.report import wide_console
+from harness.report import plain_row, wide_console
 from harness.commands.common import load_registry, report_problems
 
 
@@ -28,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
         spec = provided.item
         frameworks = [f for f, p in sorted(registry.frameworks.items()) if p.item.supports(spec, "cpu", "fp32").ok]
         ckpts = [f"{c.name} ({c.source_task}, {100 * c.accuracy:.1f}%)" for c in checkpoints.values() if c.model == name]
-        table.add_row(name, spec.family, spec.description, ", ".join(frameworks) or "none installed",
-                      "\n".join(ckpts) or "-", provided.origin.distribution)
+        table.add_row(*plain_row(name, spec.family, spec.description, ", ".join(frameworks) or "none installed",
+                                 "\n".join(ckpts) or "-", provided.origin.distribution))
     console.print(table)
     report_problems(registry, console, args.verbose)
     return 0

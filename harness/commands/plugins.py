@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from rich.table import Table
 
-from harness.report import wide_console
+from harness.report import plain_row, wide_console
 from harness.commands.common import load_registry, report_problems
 
 
@@ -27,9 +27,9 @@ def run(args: argparse.Namespace) -> int:
     for col in ("plugin", "distribution", "version", "registers", "location"):
         table.add_column(col)
     for module, origin in host.origins.items():
-        table.add_row(origin.name, origin.distribution, origin.version, ", ".join(provides[module]) or "-", origin.path)
+        table.add_row(*plain_row(origin.name, origin.distribution, origin.version, ", ".join(provides[module]) or "-", origin.path))
     for origin in host.not_allowed:
-        table.add_row(origin.name, origin.distribution, origin.version, "not loaded: not in --plugins allow-list", origin.module)
+        table.add_row(*plain_row(origin.name, origin.distribution, origin.version, "not loaded: not in --plugins allow-list", origin.module))
     console.print(table)
     report_problems(registry, console, args.verbose)
     return 0

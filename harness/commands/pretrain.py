@@ -14,6 +14,8 @@ from zoo.contract import Runtime
 
 from harness.cell_runner import run_cell
 from harness.cells import Cell, CellPlan, Settings
+from rich.markup import escape
+
 from harness.commands.common import load_registry, report_problems
 from harness.registry import UnknownName
 from harness.report import print_results, wide_console
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         fw, model, task = registry.framework(args.framework), registry.model(args.model), registry.task(args.task)
     except UnknownName as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     recipe = task.item.recipe
     name = args.name or f"{args.model}-{args.task.replace('-', '')}"

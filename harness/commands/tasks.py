@@ -6,7 +6,7 @@ import argparse
 
 from rich.table import Table
 
-from harness.report import wide_console
+from harness.report import plain_row, wide_console
 from harness.commands.common import load_registry, report_problems
 
 
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         r = t.recipe
         recipe = f"{r.epochs} epochs, batch {r.batch_size}, Adam lr {r.learning_rate:g}, freeze {r.freeze}"
         starts = ", ".join(f"{m}: {c}" for m, c in t.pretrained) or "random init"
-        table.add_row(name, str(t.num_classes), "x".join(map(str, t.input_shape)), t.description, recipe, starts)
+        table.add_row(*plain_row(name, str(t.num_classes), "x".join(map(str, t.input_shape)), t.description, recipe, starts))
     console.print(table)
     report_problems(registry, console, args.verbose)
     return 0
