@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,6 +19,14 @@ import numpy as np
 
 #: Where the checkpoints shipped with zoo-bench live.
 BUILTIN_DIR = Path(__file__).parent / "pretrained"
+
+
+def user_checkpoint_dir() -> Path:
+    """Where ``zoo import`` and ``zoo fetch`` write checkpoints by default:
+    ``$ZOO_CACHE_DIR/checkpoints`` (``~/.cache/zoo-bench/checkpoints``)."""
+    from zoo.download import cache_dir
+
+    return cache_dir() / "checkpoints"
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1
 
@@ -38,14 +46,22 @@ class CheckpointEntry:
     source_task: str
     num_classes: int
     input_shape: tuple[int, int, int]
-    accuracy: float  # test accuracy on the source task
+    accuracy: float | None  # test accuracy on the source task; None when not measured (imports)
     recipe: Mapping[str, Any] = field(default_factory=dict)
     produced_by: Mapping[str, Any] = field(default_factory=dict)
     command: str = ""
+    #: The model card: free-form but with these keys where known: ``summary``, ``source_data``
+    #: (what it was trained on), ``recipe`` (how, in words), ``accuracy`` (with where the number
+    #: comes from: measured by zoo-bench or published by the source), ``license``, ``url``,
+    #: ``source_sha256`` (of the file it was imported from), ``citation``.
+    card: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CheckpointEntry":
-        data = dict(data)
+        """Read one manifest entry; keys this version does not know are ignored, so an older
+        zoo-bench still reads a manifest that a newer one wrote with additional fields."""
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
         data["input_shape"] = tuple(data["input_shape"])
         return cls(**data)
 
@@ -93,6 +109,28 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def search_path(extra: str | Path | None = None) -> list[Path]:
+    """Where checkpoints are looked up, first match wins: ``extra`` (``--checkpoint-dir``), the
+    user directory (``zoo import``/``zoo fetch``), then the ones shipped with zoo-bench."""
+    dirs = [Path(extra)] if extra else []
+    return dirs + [user_checkpoint_dir(), BUILTIN_DIR]
+
+
+def locate_checkpoint(name: str, directories: list[Path]) -> tuple[CheckpointEntry, Path]:
+    """The manifest entry of ``name`` and the directory holding it (manifests only; no weights
+    are read)."""
+    known: set[str] = set()
+    for directory in directories:
+        entries = read_manifest(directory)
+        if name in entries:
+            return entries[name], directory
+        known |= set(entries)
+    raise CheckpointError(
+        f"no checkpoint {name!r} in {', '.join(str(d) for d in directories)} (known: {', '.join(sorted(known)) or 'none'}); "
+        "create one with `zoo import`, `zoo fetch` or `zoo pretrain`"
+    )
 
 
 def load_checkpoint(name: str, directory: Path = BUILTIN_DIR) -> tuple[CheckpointEntry, dict[str, np.ndarray]]:

@@ -1,5 +1,12 @@
 """Initial weights made once in NumPy and shipped to every framework, so that no comparison
-depends on a framework's default initialiser (they all differ)."""
+depends on a framework's default initialiser (they all differ).
+
+By canonical suffix: ``.kernel`` He uniform (conv kernels' fan-in is ``kh * kw * in``), a head's
+kernel Glorot uniform, ``.bias`` zeros; BatchNorm ``.scale`` ones, ``.mean`` zeros, ``.var``
+ones (an untrained BatchNorm is the identity at inference, up to eps). Only kernels draw from
+the seeded generator, in parameter order, so adding BatchNorm to a family does not change how
+the other families' weights are drawn.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +19,10 @@ from zoo.models.spec import ModelSpec, ParamSpec
 
 
 def _init_param(param: ParamSpec, rng: np.random.Generator) -> np.ndarray:
-    if param.name.endswith(".bias"):
+    if param.name.endswith((".bias", ".mean")):
         return np.zeros(param.shape, dtype=np.float32)
+    if param.name.endswith((".scale", ".var")):
+        return np.ones(param.shape, dtype=np.float32)
     fan_out = param.shape[-1]
     fan_in = prod(param.shape[:-1])
     if param.is_head:  # Glorot uniform: a head starts small and symmetric.

@@ -1,12 +1,14 @@
-"""Framework-neutral model specs. The built-in zoo is :data:`BUILTIN_MODELS`."""
+"""Framework-neutral model specs. The built-in zoo is :data:`BUILTIN_MODELS`:
+:data:`CORE_MODELS` (the small MLP and CNN every adapter runs) plus :data:`RESNET_MODELS`."""
 
 from __future__ import annotations
 
 from zoo.models.cnn import CNNSpec, ConvLayer
 from zoo.models.mlp import MLPSpec
+from zoo.models.resnet import RESNET_MODELS, ConvBN, ResidualBlock, ResNetSpec
 from zoo.models.spec import HEAD_PREFIX, ModelSpec, ParamSpec
 
-BUILTIN_MODELS: tuple[ModelSpec, ...] = (
+CORE_MODELS: tuple[ModelSpec, ...] = (
     MLPSpec(name="mlp", description="2 hidden layers (128, 64), ReLU", hidden=(128, 64)),
     CNNSpec(
         name="cnn",
@@ -19,4 +21,18 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
     ),
 )
 
-__all__ = ["BUILTIN_MODELS", "CNNSpec", "ConvLayer", "HEAD_PREFIX", "MLPSpec", "ModelSpec", "ParamSpec"]
+BUILTIN_MODELS: tuple[ModelSpec, ...] = CORE_MODELS + RESNET_MODELS
+
+
+def builtin_model(name: str) -> ModelSpec:
+    """The built-in spec called ``name``; ``KeyError`` names the known ones."""
+    for spec in BUILTIN_MODELS:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"no built-in model {name!r}; known: {', '.join(s.name for s in BUILTIN_MODELS)}")
+
+
+__all__ = [
+    "BUILTIN_MODELS", "CNNSpec", "CORE_MODELS", "ConvBN", "ConvLayer", "HEAD_PREFIX", "MLPSpec", "ModelSpec",
+    "ParamSpec", "RESNET_MODELS", "ResNetSpec", "ResidualBlock", "builtin_model",
+]

@@ -1,27 +1,67 @@
 """The framework-neutral description of a model: its parameters, their canonical names and
-shapes, and which of them form the replaceable head."""
+shapes, which of them form the replaceable head, and which a fine-tune may change.
+
+Freeze policies (:meth:`ModelSpec.trainable_names`), the same for every family:
+
+* ``none``: every trainable parameter;
+* ``backbone``: the head only (``head.*``);
+* ``last-N`` (N >= 1): the head plus the last N *blocks* of :meth:`ModelSpec.blocks`: for the
+  MLP and the CNN a block is one layer (``fc2``, ``conv3``); for a ResNet it is one residual
+  block (``layer4.1``), and the stem is never part of it (use ``none`` to train the stem).
+
+Non-trainable state (BatchNorm running ``.mean`` and ``.var``, ``ParamSpec.trainable=False``)
+is never in :meth:`ModelSpec.trainable_names`. A BatchNorm layer runs in training mode during a
+fine-tune exactly when its ``.scale`` is trainable (and then updates its running statistics,
+:meth:`ModelSpec.updated_state_names`); a frozen one runs in inference mode.
+"""
 
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass
 from typing import ClassVar, Mapping
 
 import numpy as np
 
 HEAD_PREFIX = "head."
+#: Canonical suffixes of a BatchNorm layer's four arrays (the prefix names the layer).
+BATCHNORM_SUFFIXES = ("scale", "bias", "mean", "var")
+FREEZE_HELP = "none (train everything), backbone (only the new head), or last-N (the head and the last N blocks)"
+_LAST_N = re.compile(r"last-([0-9]+)")
 
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One parameter in the canonical layout (see :mod:`zoo.contract`)."""
+    """One parameter in the canonical layout (see :mod:`zoo.contract`).
+
+    ``trainable=False`` marks state that no optimiser touches (BatchNorm running mean and
+    variance); it is still loaded, exported and checkpointed like any parameter.
+    """
 
     name: str
     shape: tuple[int, ...]
+    trainable: bool = True
 
     @property
     def is_head(self) -> bool:
         return self.name.startswith(HEAD_PREFIX)
+
+    @property
+    def layer(self) -> str:
+        """The layer the parameter belongs to: ``layer1.0.bn2.scale`` -> ``layer1.0.bn2``."""
+        return self.name.rsplit(".", 1)[0]
+
+
+def parse_freeze(freeze: str) -> tuple[str, int]:
+    """``"none"`` -> ``("none", 0)``, ``"backbone"`` -> ``("backbone", 0)``, ``"last-2"`` ->
+    ``("last", 2)``; anything else raises ``ValueError`` saying what is accepted."""
+    if freeze in ("none", "backbone"):
+        return freeze, 0
+    match = _LAST_N.fullmatch(freeze)
+    if match and int(match.group(1)) >= 1:
+        return "last", int(match.group(1))
+    raise ValueError(f"unknown freeze policy {freeze!r}; use {FREEZE_HELP}, e.g. last-2")
 
 
 @dataclass(frozen=True)
@@ -48,16 +88,57 @@ class ModelSpec(abc.ABC):
     def head_names(self, input_shape: tuple[int, int, int], num_classes: int) -> list[str]:
         return [p.name for p in self.parameters(input_shape, num_classes) if p.is_head]
 
+    def blocks(self, input_shape: tuple[int, int, int], num_classes: int) -> list[tuple[str, tuple[str, ...]]]:
+        """The backbone's blocks in forward order, as ``(block name, parameter names)``: what a
+        ``last-N`` freeze policy counts. By default one block per layer (``fc1``, ``conv2``);
+        families with larger units (ResNet: residual blocks) override it. The head is not a block."""
+        groups: dict[str, list[str]] = {}
+        for p in self.parameters(input_shape, num_classes):
+            if not p.is_head:
+                groups.setdefault(p.layer, []).append(p.name)
+        return [(layer, tuple(names)) for layer, names in groups.items()]
+
     def trainable_names(
         self, freeze: str, input_shape: tuple[int, int, int], num_classes: int
     ) -> frozenset[str]:
-        """The parameters a fine-tune with freeze policy ``freeze`` may change."""
-        params = self.parameters(input_shape, num_classes)
-        if freeze == "none":
+        """The parameters a fine-tune with freeze policy ``freeze`` may change (see the module
+        docstring); never non-trainable state such as BatchNorm running statistics."""
+        kind, n = parse_freeze(freeze)
+        params = [p for p in self.parameters(input_shape, num_classes) if p.trainable]
+        if kind == "none":
             return frozenset(p.name for p in params)
-        if freeze == "backbone":
+        if kind == "backbone":
             return frozenset(p.name for p in params if p.is_head)
-        raise ValueError(f"unknown freeze policy {freeze!r}; use 'none' or 'backbone'")
+        blocks = self.blocks(input_shape, num_classes)
+        if n > len(blocks):
+            raise ValueError(
+                f"freeze policy {freeze!r}: model {self.name!r} has only {len(blocks)} blocks "
+                f"({blocks[0][0]} ... {blocks[-1][0]}); use last-{len(blocks)} or none"
+            )
+        chosen = {name for _, names in blocks[len(blocks) - n:] for name in names}
+        return frozenset(p.name for p in params if p.is_head or p.name in chosen)
+
+    def state_names(self, input_shape: tuple[int, int, int], num_classes: int) -> frozenset[str]:
+        """Non-trainable state (``ParamSpec.trainable=False``), e.g. BatchNorm running statistics."""
+        return frozenset(p.name for p in self.parameters(input_shape, num_classes) if not p.trainable)
+
+    def batchnorm_layers(self, input_shape: tuple[int, int, int], num_classes: int) -> list[str]:
+        """Prefixes of the BatchNorm layers (``bn1``, ``layer1.0.bn2``, ``layer1.0.downsample.bn``)."""
+        return [p.layer for p in self.parameters(input_shape, num_classes) if p.name.endswith(".mean") and not p.trainable]
+
+    def updated_state_names(
+        self, freeze: str, input_shape: tuple[int, int, int], num_classes: int
+    ) -> frozenset[str]:
+        """Running statistics a fine-tune under ``freeze`` updates: those of every BatchNorm
+        layer whose ``.scale`` is trainable (that layer runs in training mode); the others
+        run in inference mode and keep their statistics."""
+        trainable = self.trainable_names(freeze, input_shape, num_classes)
+        return frozenset(
+            f"{layer}.{stat}"
+            for layer in self.batchnorm_layers(input_shape, num_classes)
+            if f"{layer}.scale" in trainable
+            for stat in ("mean", "var")
+        )
 
     def check_weights(
         self, weights: Mapping[str, np.ndarray], input_shape: tuple[int, int, int], num_classes: int
@@ -82,21 +163,50 @@ def dense_reference(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.n
 
 
 def conv2d_reference(
-    x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, stride: int, padding: int
+    x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, stride: int, padding: int
 ) -> np.ndarray:
-    """2-D cross-correlation of NHWC ``x`` with an HWIO ``kernel``, symmetric zero padding."""
+    """2-D cross-correlation of NHWC ``x`` with an HWIO ``kernel``, symmetric zero padding
+    (``bias=None``: a convolution without bias). One float64 matrix product per kernel tap."""
     x = np.pad(x.astype(np.float64), ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    kh, kw, _, cout = kernel.shape
+    kh, kw, cin, cout = kernel.shape
     n, h, w, _ = x.shape
     oh = (h - kh) // stride + 1
     ow = (w - kw) // stride + 1
-    out = np.zeros((n, oh, ow, cout), dtype=np.float64)
+    out = np.zeros((n * oh * ow, cout), dtype=np.float64)
     k = kernel.astype(np.float64)
     for i in range(kh):
         for j in range(kw):
             patch = x[:, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride, :]
-            out += np.einsum("nhwc,co->nhwo", patch, k[i, j])
-    return out + bias.astype(np.float64)
+            out += patch.reshape(-1, cin) @ k[i, j]
+    out = out.reshape(n, oh, ow, cout)
+    return out if bias is None else out + bias.astype(np.float64)
+
+
+def batchnorm_reference(
+    x: np.ndarray, scale: np.ndarray, bias: np.ndarray, mean: np.ndarray, var: np.ndarray, eps: float
+) -> np.ndarray:
+    """BatchNorm in inference mode over the last (channel) axis, in float64:
+    ``(x - mean) / sqrt(var + eps) * scale + bias``."""
+    f64 = np.float64
+    inv = scale.astype(f64) / np.sqrt(var.astype(f64) + eps)
+    return (x.astype(f64) - mean.astype(f64)) * inv + bias.astype(f64)
+
+
+def maxpool2d_reference(x: np.ndarray, size: int, stride: int, padding: int) -> np.ndarray:
+    """Max pooling of NHWC ``x`` with symmetric padding that never wins (``-inf``), as torch's
+    ``MaxPool2d(padding=p)`` and Flax's padded ``max_pool`` do. Keras pads with zeros
+    (``ZeroPadding2D``) before its pool instead; that is the same whenever ``x >= 0`` (after a
+    ReLU) and ``padding < size`` (every window holds at least one real element)."""
+    x = np.pad(x.astype(np.float64), ((0, 0), (padding, padding), (padding, padding), (0, 0)),
+               constant_values=-np.inf)
+    n, h, w, c = x.shape
+    oh = (h - size) // stride + 1
+    ow = (w - size) // stride + 1
+    out = np.full((n, oh, ow, c), -np.inf)
+    for i in range(size):
+        for j in range(size):
+            out = np.maximum(out, x[:, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride, :])
+    return out
 
 
 def relu(x: np.ndarray) -> np.ndarray:

@@ -38,7 +38,9 @@ class Recipe:
 
 @dataclass(frozen=True)
 class Task:
-    """A classification task. ``load`` must work offline and return the same arrays every time.
+    """A classification task. ``load`` must return the same arrays every time; it works offline
+    unless ``downloads`` names a data set, which it then fetches once into the cache (and raises
+    :class:`zoo.download.OfflineError`, saying where to put the files, when it cannot).
 
     ``pretrained`` maps a model name to the zoo checkpoint a fine-tune on this task starts
     from; a model without an entry trains from a NumPy-seeded random initialisation.
@@ -53,6 +55,9 @@ class Task:
     pretrained: tuple[tuple[str, str], ...] = ()  # (model name, checkpoint name)
     #: Test accuracy a reasonable model reaches; used for time-to-accuracy.
     target_accuracy: float | None = None
+    #: The published data set ``load`` downloads on first use (into the zoo cache, sha256-checked;
+    #: see :mod:`zoo.datasets`), or ``""`` for a task that needs no network at all.
+    downloads: str = ""
 
     def checkpoint_for(self, model: str) -> str | None:
         return dict(self.pretrained).get(model)

@@ -1,0 +1,154 @@
+"""Importers: published pretrained weights -> the canonical zoo layout.
+
+Each importer is a plain function ``import_*(path, model=None) -> ImportedWeights`` that reads one
+file format without unpickling anything, detects which zoo model the file holds, and refuses
+loudly (:class:`WeightsImportError`, naming the missing, unexpected or mis-shaped keys) when
+the file does not fit that model's topology exactly: weights never load silently into the
+wrong network. Framework packages are imported lazily, inside the functions.
+
+========== =================================================== ======================
+source     file                                                zoo models
+========== =================================================== ======================
+torchvision ``torch.save(model.state_dict())`` (``.pth``),      resnet18, resnet50
+           read with ``torch.load(weights_only=True)``          (and resnet20 layout)
+keras      ``keras.applications.ResNet50`` weights: Keras 3     resnet50-keras
+           ``.weights.h5`` or legacy Keras 2 ``.h5`` (h5py)
+hf         timm safetensors (``model.safetensors``)             resnet18, resnet50
+========== =================================================== ======================
+
+:func:`import_weights` dispatches by source name; ``zoo import`` is its command line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+
+class WeightsImportError(ValueError):
+    """A weights file cannot be imported: unreadable, or not the topology it claims or is asked for."""
+
+
+@dataclass(frozen=True)
+class ImportedWeights:
+    """Canonical weights read from a published file, and where they came from."""
+
+    model: str  # zoo model name, e.g. "resnet50"
+    weights: dict[str, np.ndarray]
+    num_classes: int
+    input_channels: int
+    source: str  # "torchvision" | "keras" | "hf"
+    source_file: str
+    source_sha256: str
+    source_format: str  # e.g. "torch state_dict", "keras3 .weights.h5", "safetensors (timm naming)"
+    notes: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = field(default=())  # source keys deliberately not imported
+
+    def metadata(self) -> dict[str, Any]:
+        """A small JSON-able record for manifests and model cards."""
+        return {
+            "source": self.source, "source_file": Path(self.source_file).name, "source_sha256": self.source_sha256,
+            "source_format": self.source_format, "model": self.model, "num_classes": self.num_classes,
+            "input_channels": self.input_channels, "notes": list(self.notes),
+            "dropped_keys": sorted({k.rsplit(".", 1)[-1] for k in self.dropped}),
+        }
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _importers() -> dict[str, Callable[..., ImportedWeights]]:
+    from zoo.importers.keras import import_keras
+    from zoo.importers.safetensors_hf import import_hf
+    from zoo.importers.torchvision import import_torchvision
+
+    return {"torchvision": import_torchvision, "keras": import_keras, "hf": import_hf, "timm": import_hf}
+
+
+SOURCES = ("torchvision", "keras", "hf")
+
+
+def import_weights(source: str, path: str | Path, model: str | None = None) -> ImportedWeights:
+    """Read ``path`` as a ``source`` weights file (``torchvision``, ``keras`` or ``hf``/``timm``)."""
+    importers = _importers()
+    if source not in importers:
+        raise WeightsImportError(f"unknown weights source {source!r}; choose one of: {', '.join(SOURCES)}")
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsImportError(f"{path}: no such file")
+    return importers[source](path, model=model)
+
+
+def describe_mismatch(expected: Mapping[str, tuple[int, ...]], got: Mapping[str, np.ndarray], limit: int = 8) -> str:
+    """'missing a, b; unexpected c; x: shape (..), expected (..)', each list cut at ``limit``."""
+    def cut(names: list[str]) -> str:
+        return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    shapes = [f"{n}: shape {tuple(got[n].shape)}, expected {expected[n]}"
+              for n in sorted(set(expected) & set(got)) if tuple(got[n].shape) != tuple(expected[n])]
+    parts = []
+    if missing:
+        parts.append(f"missing {cut(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {cut(unexpected)}")
+    if shapes:
+        parts.append(cut(shapes))
+    return "; ".join(parts)
+
+
+__all__ = ["ImportedWeights", "SOURCES", "WeightsImportError", "describe_mismatch", "file_sha256", "import_weights"]
+
+
+def save_imported(
+    imported: ImportedWeights,
+    name: str,
+    directory: Path | None = None,
+    *,
+    source_task: str = "unknown",
+    accuracy: float | None = None,
+    card: Mapping[str, Any] | None = None,
+    command: str = "",
+    input_size: tuple[int, int] | None = None,
+):
+    """Write ``imported`` as the zoo checkpoint ``name`` (safetensors + manifest entry with a
+    model card) in ``directory`` (default: :func:`zoo.checkpoints.user_checkpoint_dir`)."""
+    import zoo
+    from zoo.checkpoints import save_checkpoint, user_checkpoint_dir
+    from zoo.models import builtin_model
+
+    spec = builtin_model(imported.model)
+    if input_size is None:  # the resolution the family was published for; parameters do not depend on it
+        input_size = (32, 32) if getattr(spec, "stem", "") == "cifar" else (224, 224)
+    shape = (*input_size, imported.input_channels)
+    spec.check_weights(imported.weights, shape, imported.num_classes)
+    meta = imported.metadata()
+    full_card = {
+        "summary": f"{imported.model} imported from a {imported.source} file ({imported.source_format})",
+        "source_data": "as the source file's publisher states (not recorded in the file)",
+        "accuracy": "not measured by zoo-bench",
+        **(card or {}),
+        "source_sha256": imported.source_sha256,
+        "source_format": imported.source_format,
+        "notes": list(imported.notes),
+    }
+    return save_checkpoint(
+        {
+            "name": name, "model": imported.model, "source_task": source_task, "num_classes": imported.num_classes,
+            "input_shape": list(shape), "accuracy": accuracy, "recipe": {"imported_from": imported.source},
+            "produced_by": {"importer": f"zoo.importers ({imported.source})", "zoo": zoo.__version__, **meta},
+            "command": command, "card": full_card,
+        },
+        imported.weights,
+        directory or user_checkpoint_dir(),
+    )
