@@ -19,12 +19,18 @@ class Cell:
     batch_size: int = 32
     freeze: str = "none"
     init: str = "pretrained"  # "pretrained" (zoo checkpoint + new head) or "scratch"
+    variant: str = ""  # the adapter's execution mode, e.g. "compile"; "" = its default
+
+    @property
+    def label(self) -> str:
+        """``framework`` or ``framework:variant``, as written on the command line."""
+        return f"{self.framework}:{self.variant}" if self.variant else self.framework
 
     @property
     def key(self) -> str:
         """A stable, filesystem-safe identifier of the cell."""
         raw = "-".join(
-            [self.framework, self.model, self.task, self.device, self.precision,
+            [self.label.replace(":", "+"), self.model, self.task, self.device, self.precision,
              f"b{self.batch_size}", f"freeze_{self.freeze}", self.init]
         )
         safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", raw)  # names come from plugins: keep paths inside
@@ -39,8 +45,12 @@ class Settings:
     learning_rate: float = 1e-3
     threads: int = 1
     seed: int = 0
-    windows: int = 5  # timing windows for throughput
+    windows: int = 5  # timing windows per throughput phase
+    window_steps: int = 0  # steps per window; 0 = enough for MIN_WINDOW_S, at least 5
+    warmup_cap: int = 50  # most steps a throughput phase may spend warming up
     latency_samples: int = 100  # batch-1 forward passes timed for latency
+    target_accuracy: float = 0.0  # for time-to-accuracy; 0 = none
+    peak_gflops: float = 0.0  # the device's measured peak at this precision (0 = unknown)
     checkpoint_dir: str = ""  # "" = the checkpoints shipped with zoo
     export_to: str = ""  # pretrain mode: directory to save the trained weights in
     export_name: str = ""  # pretrain mode: checkpoint name to save them as

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import subprocess
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,23 @@ def harness_commit(repo: Path | None = None) -> dict[str, Any]:
         return {"commit": commit, "dirty": dirty}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
+
+
+def record_info() -> dict[str, Any]:
+    """What each record carries about its machine: the fingerprint, the CPU and the GPU."""
+    stable = _cached_stable()
+    return {"fingerprint": fingerprint(stable), "cpu_model": stable["cpu_model"], "cpu_flags": stable["cpu_flags"],
+            "gpu": _cached_gpu()}
+
+
+@lru_cache(maxsize=1)
+def _cached_stable() -> dict[str, Any]:
+    return stable_info()
+
+
+@lru_cache(maxsize=1)
+def _cached_gpu() -> str:
+    """``name, driver`` of the first GPU as nvidia-smi reports it, or ``""``."""
+    from harness.peak import gpu_name
+
+    return gpu_name()

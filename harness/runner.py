@@ -3,6 +3,7 @@ soon as its cell ends."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import traceback
@@ -11,14 +12,16 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import zoo
-from zoo.contract import DEVICES, FREEZE_POLICIES, PRECISIONS, Runtime
+from zoo.checkpoints import CheckpointError, locate_checkpoint, search_path
+from zoo.contract import DEVICES, PRECISIONS, Framework, Runtime, Support
+from zoo.models.spec import parse_freeze
 
-from harness import machine
+from harness import machine, peak
 from harness.cell_runner import run_cell
 from harness.cells import Cell, CellPlan, Settings
 from harness.plugin_manager import PluginHost
 from harness.records import CellRecord, ErrorInfo, record_to_dict, record_to_json
-from harness.registry import Registry
+from harness.registry import Provided, Registry
 from harness.store import RunStore, StoreError, new_run_id, utc_now
 
 DEFAULT_TASK = "digits"
@@ -37,7 +40,7 @@ class BenchRequest:
     models: Sequence[str] = DEFAULT_MODELS
     tasks: Sequence[str] = (DEFAULT_TASK,)
     device: str = "cpu"
-    precision: str = "fp32"
+    precisions: Sequence[str] = ("fp32",)
     batch_size: int | None = None
     epochs: int | None = None
     learning_rate: float | None = None
@@ -46,10 +49,13 @@ class BenchRequest:
     threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
     seed: int = 0
     windows: int = 5
+    window_steps: int = 0
+    warmup_cap: int = 50
     timeout_s: float = 900.0
     results_dir: Path = Path("results")
     run_id: str = ""
-    checkpoint_dir: str = ""  # "" = the checkpoints shipped with zoo
+    checkpoint_dir: str = ""  # searched before the user's and the shipped checkpoints
+    checkpoint: str = ""  # start every cell of its model from this checkpoint (else the task's)
     trigger: str = "manual"
 
 
@@ -65,58 +71,95 @@ def _check_choice(kind: str, value: str, allowed: Sequence[str]) -> None:
         raise PlanError(f"unknown {kind} {value!r}; choose one of: {', '.join(allowed)}")
 
 
+def resolve_frameworks(names: Sequence[str], registry: Registry) -> list[tuple[Provided[Framework], str]]:
+    """``["pytorch:compile", "tf", ...]`` -> (framework, variant) pairs; the adapter's default
+    variant is stored as ``""`` so that ``torch`` and ``torch:eager`` are the same cell."""
+    out: dict[tuple[str, str], tuple[Provided[Framework], str]] = {}
+    for spec in names or sorted(registry.frameworks):
+        name, _, variant = spec.partition(":")
+        provided = registry.framework(name)
+        variants = list(provided.item.variants)
+        if variant and variant not in variants:
+            raise PlanError(f"framework {provided.item.name!r} has no variant {variant!r}; "
+                            f"it offers: {', '.join(variants)}")
+        variant = "" if not variant or variant == variants[0] else variant
+        out.setdefault((provided.item.name, variant), (provided, variant))
+    return list(out.values())
+
+
 def plan_cells(request: BenchRequest, registry: Registry, run_id: str) -> list[PlannedCell]:
-    """Expand the request into cells, resolving names (aliases, suggestions) and asking each
-    adapter whether it supports the cell. Raises :class:`PlanError` or
+    """Expand the request into cells, resolving names (aliases, variants, suggestions) and
+    asking each adapter whether it supports the cell. Raises :class:`PlanError` or
     :class:`~harness.registry.UnknownName` before anything runs."""
     if not registry.frameworks:
         raise PlanError(no_framework_message(registry))
     _check_choice("device", request.device, DEVICES)
-    _check_choice("precision", request.precision, PRECISIONS)
+    for precision in request.precisions:
+        _check_choice("precision", precision, PRECISIONS)
     if request.freeze is not None:
-        _check_choice("freeze policy", request.freeze, FREEZE_POLICIES)
+        try:
+            parse_freeze(request.freeze)
+        except ValueError as exc:
+            raise PlanError(str(exc)) from None
     _check_choice("init", request.init, ("pretrained", "scratch"))
     for name, value in (("batch size", request.batch_size), ("epochs", request.epochs)):
         if value is not None and value < 1:
             raise PlanError(f"{name} must be at least 1, got {value}")
-    if request.threads < 1 or request.windows < 1 or request.timeout_s <= 0:
-        raise PlanError("--threads and --windows must be at least 1 and --timeout positive")
-    frameworks = [registry.framework(f) for f in (request.frameworks or sorted(registry.frameworks))]
-    frameworks = list({p.item.name: p for p in frameworks}.values())  # aliases may repeat one
+    if request.threads < 1 or request.windows < 1 or request.timeout_s <= 0 or request.window_steps < 0 \
+            or request.warmup_cap < 1:
+        raise PlanError("--threads, --windows and --warmup-cap must be at least 1, --window-steps at least 0 "
+                        "and --timeout positive")
+    frameworks = resolve_frameworks(request.frameworks, registry)
     models = [registry.model(m) for m in request.models]
     tasks = [registry.task(t) for t in request.tasks]
 
     planned = []
-    for task_p in tasks:
-        task = task_p.item
+    for task_p, model_p, precision, (fw_p, variant) in itertools.product(tasks, models, request.precisions, frameworks):
+        task, spec, adapter = task_p.item, model_p.item, fw_p.item
         recipe = task.recipe
-        batch = request.batch_size or recipe.batch_size
         settings = Settings(
             epochs=request.epochs or recipe.epochs,
             learning_rate=request.learning_rate or recipe.learning_rate,
             threads=request.threads, seed=request.seed, windows=request.windows,
+            window_steps=request.window_steps, warmup_cap=request.warmup_cap,
             checkpoint_dir=str(Path(request.checkpoint_dir).resolve()) if request.checkpoint_dir else "",
+            target_accuracy=task.target_accuracy or 0.0,
         )
-        for model_p in models:
-            for fw_p in frameworks:
-                adapter = fw_p.item
-                checkpoint = task.checkpoint_for(model_p.item.name) or "" if request.init == "pretrained" else ""
-                # a model without a zoo checkpoint for this task starts from random weights, and says so
-                cell = Cell(adapter.name, model_p.item.name, task.name, request.device, request.precision,
-                            batch, request.freeze or recipe.freeze, "pretrained" if checkpoint else "scratch")
-                support = adapter.supports(model_p.item, request.device, request.precision)
-                if not support.ok:
-                    planned.append(PlannedCell(cell, None, support.reason))
-                    continue
-                runtime = Runtime(request.device, request.precision, request.threads, request.seed)
-                plan = CellPlan(
-                    run_id=run_id, cell=cell, settings=settings,
-                    modules=tuple(dict.fromkeys([fw_p.origin.module, model_p.origin.module, task_p.origin.module])),
-                    checkpoint=checkpoint,
-                    env={**thread_env(request.threads), **adapter.subprocess_env(runtime)},
-                )
-                planned.append(PlannedCell(cell, plan))
+        checkpoint = (request.checkpoint or task.checkpoint_for(spec.name) or "") if request.init == "pretrained" else ""
+        # a model without a zoo checkpoint for this task starts from random weights, and says so
+        cell = Cell(adapter.name, spec.name, task.name, request.device, precision,
+                    request.batch_size or recipe.batch_size, request.freeze or recipe.freeze,
+                    "pretrained" if checkpoint else "scratch", variant)
+        try:  # a last-N policy must fit the model: fail before measuring, not in the worker
+            spec.trainable_names(cell.freeze, task.input_shape, task.num_classes)
+        except ValueError as exc:
+            raise PlanError(str(exc)) from None
+        support = adapter.supports(spec, request.device, precision)
+        if support.ok and request.checkpoint:
+            support = _checkpoint_fits(request, spec.name)
+        if not support.ok:
+            planned.append(PlannedCell(cell, None, support.reason))
+            continue
+        runtime = Runtime(request.device, precision, request.threads, request.seed, variant=variant)
+        plan = CellPlan(
+            run_id=run_id, cell=cell, settings=settings,
+            modules=tuple(dict.fromkeys([fw_p.origin.module, model_p.origin.module, task_p.origin.module])),
+            checkpoint=checkpoint,
+            env={**thread_env(request.threads), **adapter.subprocess_env(runtime)},
+        )
+        planned.append(PlannedCell(cell, plan))
     return planned
+
+
+def _checkpoint_fits(request: BenchRequest, model: str) -> Support:
+    """``--checkpoint NAME`` applies to the cells of its own model; it must exist."""
+    try:
+        entry, _ = locate_checkpoint(request.checkpoint, search_path(request.checkpoint_dir))
+    except CheckpointError as exc:
+        raise PlanError(str(exc)) from None
+    if entry.model != model:
+        return Support.no(f"checkpoint {entry.name!r} is for model {entry.model!r}, not {model!r}")
+    return Support.yes()
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -215,6 +258,9 @@ def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
         store = RunStore(request.results_dir, run_id)  # fails here, before measuring, if unwritable
         manifest = _new_manifest(request, planned, host, run_id)
         done = []
+        store.write_manifest(manifest)
+        manifest["peaks"] = measure_peaks(planned, request.threads)
+    planned = with_peaks(planned, manifest.get("peaks", {}))
     store.write_manifest(manifest)
     emit = on_event or (lambda _event: None)
     outcome = RunOutcome(store, [], already_done=done)
@@ -252,6 +298,22 @@ def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
     return outcome
 
 
+def measure_peaks(planned: list[PlannedCell], threads: int) -> dict[str, dict]:
+    """The device peak for every (device, precision) the run uses, keyed ``"cpu/fp32"``."""
+    pairs = sorted({(p.cell.device, p.cell.precision) for p in planned if p.plan is not None})
+    return {f"{device}/{precision}": asdict(peak.measure(device, precision, threads)) for device, precision in pairs}
+
+
+def with_peaks(planned: list[PlannedCell], peaks: dict[str, dict]) -> list[PlannedCell]:
+    out = []
+    for p in planned:
+        found = peaks.get(f"{p.cell.device}/{p.cell.precision}", {})
+        if p.plan is not None and found.get("gflops"):
+            p = replace(p, plan=replace(p.plan, settings=replace(p.plan.settings, peak_gflops=found["gflops"])))
+        out.append(p)
+    return out
+
+
 def _run_one(p: PlannedCell, request: BenchRequest, registry: Registry, store: RunStore, run_id: str) -> CellRecord:
     if p.plan is None:
         return CellRecord(run_id, p.cell, "skipped", error=ErrorInfo("plan", "Unsupported", p.skip_reason),
@@ -259,7 +321,11 @@ def _run_one(p: PlannedCell, request: BenchRequest, registry: Registry, store: R
     record = run_cell(p.plan, store.dir / "work", store.log_path(p.cell.key), request.timeout_s)
     origin = registry.frameworks[p.cell.framework].origin
     return replace(record, environment={
-        **record.environment, "plugin": {"distribution": origin.distribution, "version": origin.version}})
+        **record.environment,
+        "plugin": {"distribution": origin.distribution, "version": origin.version},
+        "machine": machine.record_info(),
+        "peak_gflops": p.plan.settings.peak_gflops,
+    })
 
 
 def notify_observers(host: PluginHost, record: CellRecord) -> None:

@@ -21,17 +21,24 @@ from typing import Any
 
 import numpy as np
 
-from zoo.batching import eval_order, train_order
-from zoo.checkpoints import BUILTIN_DIR, atomic_write_bytes, load_checkpoint, save_checkpoint
-from zoo.contract import EvalData, FineTuneConfig, Runtime, TrainData
+from zoo.batching import train_order
+from zoo.checkpoints import atomic_write_bytes, load_checkpoint, locate_checkpoint, save_checkpoint, search_path
+from zoo.contract import FineTuneConfig, Runtime, TrainData
+from zoo.models.flops import train_step_flops
 from zoo.init import init_weights, with_new_head
 
 from harness.cells import CellPlan
-from harness.meter import StepMeter, warmup_steps, window_throughputs
+from harness.phases import (
+    ContractViolation,
+    Evaluator,
+    fine_tune_recipe,
+    inference_throughput,
+    latency,
+    train_throughput,
+)
 from harness.plugin_manager import worker_host
 from harness.records import CellRecord, ErrorInfo, Metric, record_to_json
 from harness.registry import build_registry
-from harness.stats import percentile
 from harness.store import utc_now
 
 ENV_VARS_RECORDED = (
@@ -39,10 +46,6 @@ ENV_VARS_RECORDED = (
     "XLA_PYTHON_CLIENT_PREALLOCATE", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
     "TF_FORCE_GPU_ALLOW_GROWTH", "KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "PJRT_NPROC",
 )
-
-
-class ContractViolation(RuntimeError):
-    """A plugin returned something the contract forbids (wrong shape, NaN, missing weights)."""
 
 
 def _maxrss_bytes() -> int:
@@ -60,15 +63,6 @@ def _pin_threads(threads: int) -> list[int]:
         return []
 
 
-def _check_logits(logits: Any, rows: int, num_classes: int, phase: str) -> np.ndarray:
-    arr = np.asarray(logits)
-    if arr.shape != (rows, num_classes):
-        raise ContractViolation(f"{phase}: evaluate returned logits of shape {arr.shape}, expected {(rows, num_classes)}")
-    if not np.all(np.isfinite(arr)):
-        raise ContractViolation(f"{phase}: evaluate returned non-finite logits (NaN or inf)")
-    return arr.astype(np.float32, copy=False)
-
-
 class CellRun:
     """The phases of one cell, accumulating metrics as they complete."""
 
@@ -80,6 +74,8 @@ class CellRun:
         self.framework_info: dict[str, Any] = {}
         self.environment: dict[str, Any] = {}
         self.not_applicable: list[str] = []  # phases the adapter does not have (inference-only)
+        self.details: dict[str, Any] = {}  # how each phase was measured (warm-up, window sizes)
+        self.adapter_trains = True
         self.baseline_rss = 0
         self.phase = "plan"
 
@@ -87,28 +83,77 @@ class CellRun:
         self.metrics[name] = Metric(float(value), unit, direction)
 
     def run(self) -> None:
+        cell, settings = self.cell, self.settings
         adapter, spec, task, info = self._setup()
         data = task.load()
         model = self._load(adapter, spec, task)
+        shape, classes = task.input_shape, task.num_classes
+        evaluate = Evaluator(adapter, data.x_test, data.y_test, cell.batch_size, classes)
+        recipe = TrainData(data.x_train, data.y_train,
+                           train_order(len(data.x_train), cell.batch_size, settings.epochs, settings.seed))
+        config = FineTuneConfig(learning_rate=settings.learning_rate, freeze=cell.freeze)
         if adapter.can_train:
-            model = self._fine_tune(adapter, model, data)
+            self.phase = "fine_tune"
+            model, metrics, details = fine_tune_recipe(adapter, model, recipe, config, evaluate,
+                                                       settings.target_accuracy)
+            self.metrics.update(metrics)
+            self.details["fine_tune"] = details
         else:
             self.not_applicable.append("fine_tune")
-        accuracy = self._evaluate(adapter, model, data, task.num_classes)
-        self._latency(adapter, model, data, task.num_classes)
+
+        self.phase = "evaluate"
+        accuracy = evaluate(model)
+        self.metric("accuracy", 100.0 * accuracy, "%", "higher")
         self.phase = "export"
         exported = adapter.export_weights(model)
         try:
-            spec.check_weights(exported, task.input_shape, task.num_classes)
+            spec.check_weights(exported, shape, classes)
         except ValueError as exc:
             raise ContractViolation(f"export_weights: {exc}") from exc
-        if self.settings.export_to:
+        if settings.export_to:
             self._save(spec, task, exported, accuracy, info)
+
+        self.phase = "inference_throughput"
+        self.metrics["infer_throughput"], self.details["inference"] = inference_throughput(
+            adapter, model, data.x_test, cell.batch_size, classes, settings)
+        self.phase = "latency"
+        self.metrics.update(latency(adapter, model, data.x_test, classes, settings))
+        if adapter.can_train:
+            self.phase = "train_throughput"
+            probe = self.details.get("fine_tune", {}).get("steady_step_s", 0.0)
+            model, self.metrics["train_throughput"], self.details["training"] = train_throughput(
+                adapter, model, recipe, config, probe, settings)
+            self._utilisation(spec, shape, classes)
+
         self.phase = "memory"
         self.metric("peak_rss_mb", max(0, _maxrss_bytes() - self.baseline_rss) / 2**20, "MiB", "lower")
         self.metric("baseline_rss_mb", self.baseline_rss / 2**20, "MiB", "info")
-        for key, value in adapter.memory(self.cell.device).items():
+        for key, value in adapter.memory(cell.device).items():
             self.metric(f"framework_{key.removesuffix('_bytes')}_mb", value / 2**20, "MiB", "lower")
+        self._parameter_bytes(spec, shape, classes)
+
+    def _utilisation(self, spec, shape, classes) -> None:
+        """Achieved FLOP/s of the training phase, and its share of the measured device peak."""
+        flops = train_step_flops(spec, shape, classes, self.cell.freeze)
+        if not flops:
+            return
+        achieved = self.metrics["train_throughput"].value * flops
+        self.metric("train_gflops", achieved / 1e9, "GFLOP/s", "higher")
+        if self.settings.peak_gflops > 0:
+            self.metric("train_utilisation", 100.0 * achieved / (self.settings.peak_gflops * 1e9), "%", "higher")
+
+    def _parameter_bytes(self, spec, shape, classes) -> None:
+        """Parameter and Adam-state sizes from the spec: the same count for every framework, and
+        which parameters the freeze policy let train."""
+        params = spec.parameters(shape, classes)
+        trainable = spec.trainable_names(self.cell.freeze, shape, classes)
+        self.environment["trained_parameters"] = sorted(trainable) if self.adapter_trains else []
+        total = sum(int(np.prod(p.shape)) for p in params)
+        n_train = sum(int(np.prod(p.shape)) for p in params if p.name in trainable)
+        self.metric("parameters", total, "count", "info")
+        self.metric("trainable_parameters", n_train, "count", "info")
+        self.metric("param_mb", 4 * total / 2**20, "MiB", "info")
+        self.metric("optimizer_state_mb", 2 * 4 * n_train / 2**20 if self.adapter_trains else 0.0, "MiB", "info")
 
     def _setup(self):
         """Import the plugins, apply the runtime settings, check the device."""
@@ -119,7 +164,8 @@ class CellRun:
         adapter = registry.framework(cell.framework).item
         spec = registry.model(cell.model).item
         task = registry.task(cell.task).item
-        runtime = Runtime(cell.device, cell.precision, settings.threads, settings.seed)
+        runtime = Runtime(cell.device, cell.precision, settings.threads, settings.seed, variant=cell.variant)
+        self.adapter_trains = adapter.can_train
         self.environment = {
             "threads": settings.threads,
             "cpu_affinity": affinity,
@@ -147,7 +193,7 @@ class CellRun:
         self.phase = "data"
         shape, classes = task.input_shape, task.num_classes
         if self.plan.checkpoint and cell.init == "pretrained":
-            directory = Path(settings.checkpoint_dir) if settings.checkpoint_dir else BUILTIN_DIR
+            _, directory = locate_checkpoint(self.plan.checkpoint, search_path(settings.checkpoint_dir))
             entry, source = load_checkpoint(self.plan.checkpoint, directory)
             weights = with_new_head(spec, source, shape, classes, seed=settings.seed + 1)
             self.environment["checkpoint"] = {"name": entry.name, "sha256": entry.sha256}
@@ -161,61 +207,6 @@ class CellRun:
         )
         self.metric("load_s", time.perf_counter() - t0, "s", "lower")
         return model
-
-    def _fine_tune(self, adapter, model, data):
-        cell, settings = self.cell, self.settings
-        self.phase = "fine_tune"
-        train = TrainData(data.x_train, data.y_train,
-                          train_order(len(data.x_train), cell.batch_size, settings.epochs, settings.seed))
-        config = FineTuneConfig(learning_rate=settings.learning_rate, freeze=cell.freeze)
-        meter = StepMeter()
-        t0 = time.perf_counter()
-        result = adapter.fine_tune(model, train, config, meter)
-        self.metric("fine_tune_wall_s", time.perf_counter() - t0, "s", "lower")
-        if len(meter.durations_s) != train.num_steps:
-            raise ContractViolation(
-                f"fine_tune timed {len(meter.durations_s)} steps with meter.step, expected {train.num_steps}"
-            )
-        losses = np.asarray(result.losses, dtype=np.float64)
-        if losses.size and not np.all(np.isfinite(losses)):
-            raise ContractViolation("fine_tune returned non-finite losses")
-        skip = warmup_steps(len(meter.durations_s))
-        steady = meter.durations_s[skip:]
-        self.metrics["train_throughput"] = Metric.from_samples(
-            window_throughputs(meter, settings.windows, skip), "samples/s", "higher")
-        self.metric("first_step_s", meter.durations_s[0], "s", "lower")
-        self.metric("compile_s", max(0.0, meter.durations_s[0] - float(np.median(steady))), "s", "lower")
-        if losses.size:
-            self.metric("final_loss", float(losses[-len(train.order[-1]):].mean()), "", "info")
-        return result.model
-
-    def _evaluate(self, adapter, model, data, classes: int) -> float:
-        """Accuracy from one pass (which also warms up), then one timed pass per window."""
-        self.phase = "evaluate"
-        test = EvalData(data.x_test, eval_order(len(data.x_test), self.cell.batch_size))
-        rows = len(test.order) * test.batch_size
-        logits = _check_logits(adapter.evaluate(model, test, StepMeter()), rows, classes, "evaluate")
-        accuracy = float((logits[: len(data.y_test)].argmax(axis=1) == data.y_test).mean())
-        self.metric("accuracy", 100.0 * accuracy, "%", "higher")
-        rates = []
-        for _ in range(self.settings.windows):
-            m = StepMeter()
-            _check_logits(adapter.evaluate(model, test, m), rows, classes, "evaluate")
-            rates.append(sum(m.samples) / m.total_s)
-        self.metrics["infer_throughput"] = Metric.from_samples(rates, "samples/s", "higher")
-        return accuracy
-
-    def _latency(self, adapter, model, data, classes: int) -> None:
-        """Batch-1 forward passes after a short warm-up (a new batch shape may compile)."""
-        self.phase = "latency"
-        n_lat = min(self.settings.latency_samples, len(data.x_test))
-        adapter.evaluate(model, EvalData(data.x_test, eval_order(min(5, n_lat), 1)), StepMeter())
-        m = StepMeter()
-        _check_logits(adapter.evaluate(model, EvalData(data.x_test, eval_order(n_lat, 1)), m), n_lat, classes, "latency")
-        lat_ms = [d * 1e3 for d in m.durations_s]
-        self.metrics["latency_p50_ms"] = Metric.from_samples(lat_ms, "ms", "lower")
-        self.metric("latency_p90_ms", percentile(lat_ms, 90), "ms", "lower")
-        self.metric("latency_p99_ms", percentile(lat_ms, 99), "ms", "lower")
 
     def _save(self, spec, task, weights, accuracy, info) -> None:
         cell, settings = self.cell, self.settings
@@ -248,7 +239,8 @@ def run_plan(plan: CellPlan) -> CellRecord:
         error = ErrorInfo(run.phase, type(exc).__name__, str(exc), traceback.format_exc())
     return CellRecord(
         run_id=plan.run_id, cell=plan.cell, status="failed" if error else "ok",
-        metrics=run.metrics, error=error, framework=run.framework_info, environment=run.environment,
+        metrics=run.metrics, error=error, framework=run.framework_info,
+        environment={**run.environment, "measurement": run.details},
         not_applicable=tuple(run.not_applicable),
         started_at=started, duration_s=time.perf_counter() - t0,
     )

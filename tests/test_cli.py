@@ -85,6 +85,56 @@ def test_bench_end_to_end_writes_records_and_prints_the_table(tmp_path):
         assert m["latency_p50_ms"]["value"] > 0 and m["peak_rss_mb"]["unit"] == "MiB"
         assert r["environment"]["threads"] >= 1 and r["framework"]["versions"]["torch"]
         assert r["environment"]["checkpoint"]["name"] == f"{r['cell']['model']}-digits0to4"
+        assert len(m["accuracy_curve"]["samples"]) == 2  # evaluated after each of the 2 epochs
+        assert m["train_gflops"]["value"] > 0 and 0 < m["train_utilisation"]["value"] < 100
+        assert m["parameters"]["value"] == m["trainable_parameters"]["value"] > 0
+        assert m["optimizer_state_mb"]["value"] == pytest.approx(2 * m["param_mb"]["value"])
+        measured = r["environment"]["measurement"]
+        assert measured["training"]["window_steps"] >= 5 and measured["inference"]["windows"] == 3
+        assert r["environment"]["machine"]["cpu_model"] and r["environment"]["peak_gflops"] > 0
+        names = {"mlp": 6, "cnn": 8}[r["cell"]["model"]]  # freeze none: every parameter trains
+        assert len(r["environment"]["trained_parameters"]) == names and "head.kernel" in r["environment"]["trained_parameters"]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "completed" and manifest["machine"]["fingerprint"]
+    assert manifest["peaks"]["cpu/fp32"]["gflops"] > 0
     assert (run_dir / "logs").is_dir()
+
+
+@needs_plugin("zoo-torch")
+def test_gpu_requested_without_a_gpu_fails_the_cell_with_the_fix(tmp_path):
+    proc = run_zoo("bench", "-f", "torch", "-m", "mlp", "--device", "gpu", "--epochs", "1",
+                   "--results-dir", str(tmp_path), "--run-id", "g")
+    assert proc.returncode == 1
+    (record,) = [json.loads(line) for line in (tmp_path / "g" / "results.jsonl").read_text().splitlines()]
+    assert record["status"] == "failed" and record["error"]["phase"] == "prepare"
+    assert "device 'gpu' was requested but torch sees only ['cpu']" in record["error"]["message"]
+    assert "--device cpu" in record["error"]["message"]
+    manifest = json.loads((tmp_path / "g" / "manifest.json").read_text())
+    assert "gpu/fp32" in manifest["peaks"]
+
+
+@needs_plugin("zoo-torch")
+def test_unknown_variant_lists_the_variants(tmp_path):
+    proc = run_zoo("bench", "-f", "torch:turbo", "--results-dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert "framework 'torch' has no variant 'turbo'; it offers: eager, compile" in proc.stderr
+
+
+@needs_plugin("zoo-torch")
+def test_default_variant_and_plain_name_are_the_same_cell():
+    from harness.plugin_manager import load_plugins
+    from harness.registry import build_registry
+    from harness.runner import BenchRequest, plan_cells
+
+    registry = build_registry(load_plugins())
+    cells = plan_cells(BenchRequest(frameworks=["torch", "pytorch:eager", "torch:compile"], models=["mlp"],
+                                    precisions=["fp32", "bf16"]), registry, "r")
+    assert sorted(p.cell.label + "/" + p.cell.precision for p in cells) == [
+        "torch/bf16", "torch/fp32", "torch:compile/bf16", "torch:compile/fp32"]
+
+
+@needs_plugin("zoo-torch")
+def test_freeze_policy_that_does_not_fit_the_model_fails_before_measuring(tmp_path):
+    proc = run_zoo("bench", "-f", "torch", "-m", "mlp", "--freeze", "last-7", "--results-dir", str(tmp_path))
+    assert proc.returncode == 2 and "has only 2 blocks" in proc.stderr and "use last-2 or none" in proc.stderr
+    assert not list(tmp_path.iterdir())

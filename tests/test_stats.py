@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from harness.meter import StepMeter, warmup_steps, window_throughputs
+from harness.meter import StepMeter, steady_start, steps_for_window, window_throughputs
 from harness.stats import summarize
 
 
@@ -25,9 +25,56 @@ def test_empty_samples_are_an_error():
         summarize([])
 
 
-def test_windows_skip_warmup_and_cover_the_rest():
-    m = StepMeter(durations_s=[5.0] + [0.5] * 20, samples=[10] * 21)
-    skip = warmup_steps(21)
-    assert skip == 2
-    rates = window_throughputs(m, 5, skip)
-    assert rates == pytest.approx([20.0] * 5)
+def meter_from(durations, samples=10, gap=0.0):
+    m, t = StepMeter(), 0.0
+    for d in durations:
+        m.starts.append(t)
+        m.ends.append(t + d)
+        m.samples.append(samples)
+        t += d + gap
+    return m
+
+
+def test_steady_start_skips_compile_and_settling_steps():
+    durations = [5.0, 1.2, 0.8] + [0.5] * 40
+    assert steady_start(durations, cap=20) == 3
+    assert steady_start([0.5] * 10, cap=5) == 1  # the first step is always warm-up
+    assert steady_start([5.0] * 3 + [0.5] * 40, cap=2) == 2  # the cap wins
+
+
+def test_windows_count_wall_time_between_steps():
+    m = meter_from([0.5] * 20, samples=10, gap=0.5)
+    rates = window_throughputs(m, 4, skip=0, steps_per_window=5)
+    # 5 steps of 0.5 s with 0.5 s between them: 50 samples in 4.5 s
+    assert rates == pytest.approx([50 / 4.5] * 4)
+
+
+def test_incomplete_windows_are_not_reported():
+    m = meter_from([0.1] * 12)
+    assert len(window_throughputs(m, 5, skip=2, steps_per_window=3)) == 3
+
+
+def test_window_length_reaches_the_minimum_duration():
+    assert steps_for_window(0.001) == 50 and steps_for_window(1.0) == 5
+
+
+def test_end_epoch_pauses_the_training_clock():
+    import time
+
+    m = StepMeter(on_epoch_end=lambda model: time.sleep(0.05))
+    m.end_epoch(None)
+    m.end_epoch(None)
+    assert m.paused_s >= 0.1 and m.epoch_ends[1] - m.epoch_ends[0] < 0.05
+
+
+def test_meter_asks_for_sync_at_window_ends_only():
+    m = StepMeter(sync_every=5)
+    flags = []
+    for _ in range(12):
+        with m.step(1) as sync:
+            flags.append(sync)
+    assert [i for i, f in enumerate(flags) if f] == [0, 4, 9]
+    every = StepMeter()
+    for _ in range(3):
+        with every.step(1) as sync:
+            assert sync

@@ -19,7 +19,10 @@ __version__ = "0.1.0"
 
 #: The version of the framework-adapter contract this ``zoo`` implements. An adapter
 #: declares the version it was written against; the host refuses a newer one.
-CONTRACT_VERSION = 1
+#: 1: the first contract. 2: ``fine_tune`` calls ``meter.end_epoch(model)`` after each epoch
+#: (the host requires it from version-2 adapters and measures time-to-accuracy with it), and
+#: ``meter.step`` yields a ``sync`` flag (version-1 adapters ignore it and stay correct).
+CONTRACT_VERSION = 2
 
 #: Marker for hook implementations, e.g. ``@hookimpl def zoo_frameworks(): ...``.
 hookimpl = pluggy.HookimplMarker("zoo")

@@ -22,6 +22,10 @@ Division of labour, so every framework is measured the same way:
 
 Canonical weights (design section 3): NumPy float32 arrays keyed by canonical parameter names;
 dense kernels ``[in, out]``, conv kernels ``[kh, kw, in, out]`` (HWIO), images NHWC.
+
+Precision ``bf16`` means the same thing in every adapter: parameters, optimiser state, loss and
+logits stay float32; the backbone's convolutions and dense layers compute in bfloat16; the head
+computes in float32. ``FrameworkInfo.details["bf16_ops"]`` says which ops ran in bfloat16.
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ from zoo.models.spec import ModelSpec
 Weights = Mapping[str, np.ndarray]
 
 DEVICES = ("cpu", "gpu")
-PRECISIONS = ("fp32",)
+PRECISIONS = ("fp32", "bf16")
+#: Fixed freeze policies; ``last-N`` (the head plus the last N blocks) is accepted too, see
+#: :func:`zoo.models.spec.parse_freeze`.
 FREEZE_POLICIES = ("none", "backbone")
 
 
@@ -46,16 +52,29 @@ class Meter(Protocol):
     """Times the steps of a phase; given to the adapter by the host.
 
     Use it around exactly one step of work (one optimiser step, or one forward pass over one
-    batch), including the transfer of the NumPy batch to the device::
+    batch), including the transfer of the NumPy batch to the device. The block yields ``sync``:
+    when it is true, the step's work must be finished when the block is left; when false, the
+    adapter may leave with work still in flight (the host asks for a sync at the end of each
+    timing window, so asynchronous frameworks can pipeline as they would for a user)::
 
         for x, y in data.batches():
-            with meter.step(len(x)):
+            with meter.step(len(x)) as sync:
                 loss = train_step(x, y)
-                block_until_done(loss)   # the adapter's own synchronisation
+                if sync is not False:
+                    block_until_done(loss)   # the adapter's own synchronisation
+
+    An adapter that synchronises at every step is correct, only slower where dispatch is
+    asynchronous. A meter that yields nothing (``None``) asks for synchronisation: adapters test
+    ``sync is not False``.
     """
 
-    def step(self, samples: int) -> ContextManager[None]:
-        """Time one step that processes ``samples`` examples."""
+    def step(self, samples: int) -> ContextManager[bool]:
+        """Time one step that processes ``samples`` examples; yields whether to synchronise."""
+
+    def end_epoch(self, model: Any) -> None:
+        """Call after the last step of each epoch of :meth:`Framework.fine_tune` with a model
+        handle that :meth:`Framework.evaluate` accepts. The host may evaluate it there (for
+        time-to-accuracy); that time is excluded from the training clock."""
 
 
 @dataclass(frozen=True)
@@ -63,11 +82,13 @@ class Runtime:
     """Process-wide settings the host fixes for one cell, the same for every framework."""
 
     device: str  # "cpu" or "gpu"
-    precision: str  # "fp32"
+    precision: str  # "fp32" or "bf16" (bf16 compute, fp32 parameters, optimiser state and logits)
     threads: int  # intra-op threads on CPU
     seed: int
     #: "highest" keeps float32 matmuls in full float32 (TF32 off on GPUs that have it).
     matmul_precision: str = "highest"
+    #: One of the adapter's :attr:`Framework.variants` (execution mode, e.g. eager or compiled).
+    variant: str = ""
 
 
 @dataclass(frozen=True)
@@ -134,9 +155,14 @@ class TrainData:
 
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(x, y)`` NumPy batches in the host's order, epoch after epoch."""
+        for epoch in self.epochs():
+            yield from epoch
+
+    def epochs(self) -> Iterator[Iterator[tuple[np.ndarray, np.ndarray]]]:
+        """Yield one iterator of ``(x, y)`` batches per epoch, so the adapter can call
+        ``meter.end_epoch`` between epochs."""
         for epoch in self.order:
-            for idx in epoch:
-                yield self.x[idx], self.y[idx]
+            yield ((self.x[idx], self.y[idx]) for idx in epoch)
 
 
 @dataclass(frozen=True)
@@ -179,12 +205,16 @@ class Framework(abc.ABC):
     display_name: str = ""
     #: Distributions whose versions identify the framework build, read with importlib.metadata.
     packages: tuple[str, ...] = ()
-    #: The :data:`zoo.CONTRACT_VERSION` this adapter implements.
+    #: The :data:`zoo.CONTRACT_VERSION` this adapter implements (set it: the default is the
+    #: oldest, 1, for adapters written before versions were declared).
     contract_version: int = 1
     #: ``False`` for inference-only runtimes (ONNX Runtime, TensorRT, ...): the host then never
     #: calls :meth:`fine_tune`, evaluates the loaded weights, and reports the training phase as
     #: not applicable. ``fine_tune`` may then raise ``NotImplementedError``.
     can_train: bool = True
+    #: Execution modes, name -> one-line description; the first is the default. Chosen on the
+    #: command line as ``name:variant`` (``torch:compile``) and passed in :attr:`Runtime.variant`.
+    variants: Mapping[str, str] = {"default": "the framework's usual execution mode"}
 
     def subprocess_env(self, runtime: Runtime) -> Mapping[str, str]:
         """Environment variables the worker process needs *before* the framework is imported
@@ -231,7 +261,8 @@ class Framework(abc.ABC):
         self, model: Any, data: TrainData, config: FineTuneConfig, meter: Meter
     ) -> FineTuneResult:
         """Train on ``data.batches()`` in order with softmax cross-entropy (mean over the batch)
-        and Adam as ``config`` says, timing each step with ``meter.step``. Only the trainable
+        and Adam as ``config`` says, timing each step with ``meter.step`` and calling
+        ``meter.end_epoch(model)`` after each epoch (``data.order`` holds the epochs). Only the trainable
         parameters change. Each call starts a fresh optimiser. The host continues with the
         returned ``FineTuneResult.model`` only; the handle passed in may be left as it was
         (functional frameworks) or updated in place (torch, Keras)."""

@@ -10,6 +10,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from rich.markup import escape
 
+from zoo.models.spec import FREEZE_HELP
+
 from harness.commands.common import load_registry, report_problems, split_csv
 from harness.registry import UnknownName
 from harness.report import error_console, print_results, wide_console
@@ -34,40 +36,53 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "RESULTS_DIR/RUN_ID/results.jsonl as each cell finishes.",
     )
     p.add_argument("-f", "--frameworks", action="append", metavar="LIST",
-                   help="comma-separated frameworks or aliases (default: every installed one), e.g. torch,tf,jax")
+                   help="comma-separated frameworks, aliases or framework:variant (default: every installed one), "
+                        "e.g. torch,torch:compile,tf:xla,jax")
     p.add_argument("-m", "--models", action="append", metavar="LIST",
                    help=f"comma-separated models (default: {','.join(DEFAULT_MODELS)})")
     p.add_argument("-t", "--tasks", action="append", metavar="LIST", help=f"comma-separated tasks (default: {DEFAULT_TASK})")
     p.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="device (default: cpu)")
-    p.add_argument("--precision", default="fp32", help="numeric precision (default: fp32)")
+    p.add_argument("--precision", action="append", metavar="LIST",
+                   help="comma-separated precisions: fp32, bf16 (bf16 compute, fp32 weights and logits); default fp32")
     p.add_argument("--batch-size", type=int, help="training and inference batch size (default: the task's recipe)")
     p.add_argument("--epochs", type=int, help="fine-tuning epochs (default: the task's recipe)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default: the task's recipe)")
-    p.add_argument("--freeze", choices=("none", "backbone"), help="train everything, or only the new head")
+    p.add_argument("--freeze", help=f"freeze policy: {FREEZE_HELP} (default: the task's recipe)")
     p.add_argument("--init", choices=("pretrained", "scratch"), default="pretrained",
                    help="start from the zoo checkpoint with a new head (default) or from random weights")
     p.add_argument("--threads", type=int, help="intra-op threads per cell, the same for every framework "
                    "(default: the CPUs this process may use)")
     p.add_argument("--seed", type=int, default=0, help="seed of the batch order and new head (default: 0)")
-    p.add_argument("--windows", type=int, default=5, help="timing windows per phase (default: 5)")
+    p.add_argument("--windows", type=int, default=5, help="timing windows per throughput phase (default: 5)")
+    p.add_argument("--window-steps", type=int, default=0,
+                   help="steps per timing window (default: enough for a window of at least 50 ms, at least 5)")
+    p.add_argument("--warmup-cap", type=int, default=50,
+                   help="most warm-up steps before the windows; the steady point is detected (default: 50)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before a cell is killed (default: 900)")
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="where runs are stored (default: results)")
     p.add_argument("--run-id", default="", help="name of this run (default: a timestamp)")
+    p.add_argument("--trigger", default="manual", help="why this run happened, recorded in the manifest "
+                   "(e.g. nightly, pr, manual; default: manual)")
     p.add_argument("--resume", metavar="RUN_ID", default="",
                    help="continue run RUN_ID in --results-dir with its own settings: re-run only its missing, "
                         "failed and timed-out cells")
-    p.add_argument("--checkpoint-dir", default="", help="directory with zoo checkpoints and their manifest.json "
-                   "(default: the ones shipped with zoo-bench)")
+    p.add_argument("--checkpoint-dir", default="", help="directory with zoo checkpoints and their manifest.json, "
+                   "searched before the user's ($ZOO_CACHE_DIR/checkpoints) and the shipped ones")
+    p.add_argument("--checkpoint", default="", help="start from this checkpoint (from `zoo import`, `zoo fetch` or "
+                   "`zoo pretrain`) instead of the task's; cells of other models are skipped")
     p.set_defaults(run=run)
 
 
 def request_from_args(args: argparse.Namespace) -> BenchRequest:
     fields = dict(
         frameworks=split_csv(args.frameworks), models=split_csv(args.models) or list(DEFAULT_MODELS),
-        tasks=split_csv(args.tasks) or [DEFAULT_TASK], device=args.device, precision=args.precision,
+        tasks=split_csv(args.tasks) or [DEFAULT_TASK], device=args.device,
+        precisions=split_csv(args.precision) or ["fp32"],
         batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.lr, freeze=args.freeze,
-        init=args.init, seed=args.seed, windows=args.windows, timeout_s=args.timeout,
+        init=args.init, seed=args.seed, windows=args.windows, window_steps=args.window_steps,
+        warmup_cap=args.warmup_cap, timeout_s=args.timeout,
         results_dir=args.results_dir, run_id=args.run_id, checkpoint_dir=args.checkpoint_dir,
+        checkpoint=args.checkpoint, trigger=args.trigger,
     )
     if args.threads is not None:
         fields["threads"] = args.threads
@@ -97,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     def on_event(event: CellEvent) -> None:
         nonlocal bar
         cell = event.cell
-        label = f"{cell.framework} {cell.model} {cell.task}"
+        label = f"{cell.label} {cell.model} {cell.task} {cell.precision}"
         if err.is_terminal:
             if bar is None:
                 progress.start()

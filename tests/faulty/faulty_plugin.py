@@ -22,6 +22,7 @@ from zoo.contract import FineTuneResult, Framework, FrameworkInfo, Support
 
 class Healthy(Framework):
     name = "healthy"
+    contract_version = 2
 
     def supports(self, spec, device, precision):
         return Support.yes() if device == "cpu" else Support.no("cpu only")
@@ -36,9 +37,11 @@ class Healthy(Framework):
         return {"spec": spec, "weights": dict(weights)}
 
     def fine_tune(self, model, data, config, meter):
-        for x, _ in data.batches():
-            with meter.step(len(x)):
-                pass
+        for epoch in data.epochs():
+            for x, _ in epoch:
+                with meter.step(len(x)):
+                    pass
+            meter.end_epoch(model)
         return FineTuneResult(model, [])
 
     def evaluate(self, model, data, meter):
@@ -50,6 +53,19 @@ class Healthy(Framework):
 
     def export_weights(self, model):
         return model["weights"]
+
+
+class LegacyV1(Healthy):
+    """Written against contract version 1: never calls ``meter.end_epoch``; still valid."""
+
+    name = "legacy"
+    contract_version = 1
+
+    def fine_tune(self, model, data, config, meter):
+        for x, _ in data.batches():
+            with meter.step(len(x)):
+                pass
+        return FineTuneResult(model, [])
 
 
 class Hang(Healthy):
@@ -115,4 +131,4 @@ class WrongShape(Healthy):
 
 @zoo.hookimpl
 def zoo_frameworks():
-    return [cls() for cls in (Healthy, Hang, Abort, Segfault, OomKilled, MemoryHog, Raises, NaNLogits, WrongShape)]
+    return [cls() for cls in (Healthy, LegacyV1, Hang, Abort, Segfault, OomKilled, MemoryHog, Raises, NaNLogits, WrongShape)]

@@ -45,6 +45,18 @@ class CNNSpec(ModelSpec):
         params += [ParamSpec("head.kernel", (channels, num_classes)), ParamSpec("head.bias", (num_classes,))]
         return params
 
+    def forward_flops(self, input_shape: tuple[int, int, int], num_classes: int) -> int:
+        """Floating-point operations of one example's forward pass (2 per multiply-add; the
+        pooling and ReLUs are not counted)."""
+        h, w, c = input_shape
+        flops = 0
+        for conv in self.convs:
+            h = (h + 2 * conv.padding - conv.kernel_size) // conv.stride + 1
+            w = (w + 2 * conv.padding - conv.kernel_size) // conv.stride + 1
+            flops += 2 * h * w * conv.kernel_size**2 * c * conv.out_channels
+            c = conv.out_channels
+        return flops + 2 * c * num_classes
+
     def reference_forward(self, weights: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
         h = x.astype(np.float64)
         for conv in self.convs:

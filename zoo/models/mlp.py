@@ -29,6 +29,11 @@ class MLPSpec(ModelSpec):
         params += [ParamSpec("head.kernel", (width, num_classes)), ParamSpec("head.bias", (num_classes,))]
         return params
 
+    def forward_flops(self, input_shape: tuple[int, int, int], num_classes: int) -> int:
+        """Floating-point operations of one example's forward pass (2 per multiply-add)."""
+        widths = [prod(input_shape), *self.hidden, num_classes]
+        return sum(2 * a * b for a, b in zip(widths, widths[1:]))
+
     def reference_forward(self, weights: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
         h = x.reshape(len(x), -1).astype(np.float64)
         for i in range(1, len(self.hidden) + 1):

@@ -18,11 +18,13 @@ pytest.importorskip("jax")
 from zoo.batching import eval_order, train_order  # noqa: E402
 from zoo.contract import EvalData, FineTuneConfig, Runtime, TrainData  # noqa: E402
 from zoo.init import init_weights  # noqa: E402
-from zoo.models import BUILTIN_MODELS  # noqa: E402
+from zoo.models import CORE_MODELS  # noqa: E402
 from zoo.tasks.digits import load_digits_task  # noqa: E402
 from zoo_jax.adapter import JaxFramework  # noqa: E402
 
-MODELS = {spec.name: spec for spec in BUILTIN_MODELS}
+#: The small MLP and CNN (the ResNets are tested in test_jax_resnet.py).
+SPECS = list(CORE_MODELS)
+MODELS = {spec.name: spec for spec in SPECS}
 CLASSES = 10
 
 
@@ -30,6 +32,9 @@ class NullMeter:
     @contextlib.contextmanager
     def step(self, samples: int):
         yield
+
+    def end_epoch(self, model) -> None:
+        pass
 
 
 def load(spec, weights, input_shape=(8, 8, 1), freeze="none"):
@@ -117,7 +122,7 @@ def test_fine_tune_on_digits_learns_and_leaves_the_input_model_usable():
     task = load_digits_task()
     fw = JaxFramework()
     data = TrainData(task.x_train, task.y_train, train_order(len(task.x_train), 32, epochs=4, seed=0))
-    for spec in BUILTIN_MODELS:
+    for spec in SPECS:
         weights = init_weights(spec, (8, 8, 1), CLASSES, seed=0)
         model = load(spec, weights)
         result = fw.fine_tune(model, data, FineTuneConfig(), NullMeter())

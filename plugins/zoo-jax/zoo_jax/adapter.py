@@ -8,6 +8,22 @@ Measured: ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` no longer keeps matmu
 ``intra_op_parallelism_threads=1`` (no ``--``) is a TensorFlow session option that XLA silently
 ignores. So the adapter sets ``PJRT_NPROC``; the host may also pin affinity. Other threads
 (compilation, the client's dispatch pool) still exist but do no model arithmetic.
+
+Variants: only ``jit``. An op-by-op ``nojit`` variant (the same step functions called without
+``jax.jit``) was measured and left out: it matches ``jit`` to ~1e-7 relative after an Adam step but
+is 25-130x slower per step on the zoo's models (31 ms vs 0.3 ms for the MLP on 2 CPU cores),
+almost all of it Flax linen's per-call Python (``Dense.apply`` alone takes 2-5 ms eagerly), so
+it would measure Flax's bookkeeping rather than JAX's execution.
+
+Precision ``bf16``: see :mod:`zoo_jax.modules`. ``jax_default_matmul_precision="highest"`` does not
+upcast bfloat16 dots and convs: the program jax emits keeps their operands and results bfloat16
+(the tests check the lowered StableHLO). XLA:CPU (jaxlib 0.10) then computes such a dot in
+float32 arithmetic on the bf16-rounded operands and rounds the result to bf16, whatever the
+matmul precision: bf16 numerics, but on CPU slower than fp32 (extra converts), not faster.
+
+``meter.end_epoch`` receives a handle whose trainable arrays are copies of the training state
+(the next step donates the originals), so the host may keep and evaluate it at any time; after
+the last epoch it receives the handle that ``fine_tune`` returns.
 """
 
 from __future__ import annotations
@@ -31,22 +47,26 @@ from zoo.contract import (
     TrainData,
     Weights,
 )
-from zoo.models import CNNSpec, MLPSpec, ModelSpec
+from zoo.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
 
-FAMILIES = (MLPSpec.family, CNNSpec.family)
+FAMILIES = (MLPSpec.family, CNNSpec.family, ResNetSpec.family)
 #: Environment variables read when jax creates its backends, recorded by :meth:`JaxFramework.info`.
 ENV_KEYS = ("PJRT_NPROC", "JAX_PLATFORMS", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_FLAGS")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
 class JaxModel:
-    """The handle the host passes between calls. ``params`` maps canonical names to arrays on
-    ``device``; a fine-tune returns a new handle and leaves this one valid."""
+    """The handle the host passes between calls. ``params`` maps canonical names to float32
+    arrays on ``device``; a fine-tune returns a new handle and leaves this one valid. Every
+    handle zoo-jax gives out, including those passed to ``meter.end_epoch``, owns buffers that
+    no later step donates, so it stays valid for as long as the host keeps it."""
 
-    module: Any  # flax.linen.Module
-    params: dict[str, Any]  # canonical name -> jax.Array
+    module: Any  # flax.linen.Module (its ``dtype`` is the backbone's compute dtype)
+    params: dict[str, Any]  # canonical name -> jax.Array (BatchNorm running statistics included)
     trainable: frozenset[str]  # canonical names
     device: Any  # jax.Device
+    updated: frozenset[str] = frozenset()  # running statistics a fine-tune updates
 
 
 class JaxFramework(Framework):
@@ -54,7 +74,14 @@ class JaxFramework(Framework):
     aliases = ("flax",)
     display_name = "JAX/Flax"
     packages = ("jax", "jaxlib", "flax", "optax")
-    contract_version = 1
+    contract_version = 2
+    variants = {
+        "jit": "jax.jit of the train and inference steps (default)",
+    }
+
+    def __init__(self) -> None:
+        self.variant = next(iter(self.variants))  # until prepare() says otherwise
+        self.precision = ""  # the runtime's, once prepared (for info's bf16_ops)
 
     def subprocess_env(self, runtime: Runtime) -> Mapping[str, str]:
         env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # else jax takes 75 % of GPU memory
@@ -67,29 +94,39 @@ class JaxFramework(Framework):
     def supports(self, spec: ModelSpec, device: str, precision: str) -> Support:
         if spec.family not in FAMILIES:
             return Support.no(f"zoo-jax has no builder for model family {spec.family!r}")
-        if precision != "fp32":
-            return Support.no(f"precision {precision!r} is not implemented in zoo-jax yet")
+        if precision not in PRECISIONS:
+            return Support.no(f"precision {precision!r} is not implemented in zoo-jax")
         if device not in ("cpu", "gpu"):
             return Support.no(f"unknown device {device!r}")
         return Support.yes()
 
     def prepare(self, runtime: Runtime) -> None:
+        variant = runtime.variant or next(iter(self.variants))
+        if variant not in self.variants:
+            raise ValueError(f"zoo-jax has no variant {variant!r}; it has {', '.join(self.variants)}")
+        self.variant, self.precision = variant, runtime.precision
         # Normally already in the worker's environment; these still apply if the backends
         # have not been created yet (they are created lazily, on first use).
         for key, value in self.subprocess_env(runtime).items():
             os.environ.setdefault(key, value)
         import jax
 
-        # One float32 policy for every framework: no TF32 / bf16 passes in matmuls and convs.
+        # One float32 policy for every framework: no TF32 / bf16 passes in float32 matmuls and
+        # convs. It does not upcast bfloat16 ones (precision bf16): those have bf16 operands.
         if runtime.matmul_precision == "highest":
             jax.config.update("jax_default_matmul_precision", "highest")
 
     def info(self) -> FrameworkInfo:
         import jax
 
+        from zoo_jax.modules import BF16_OPS
+
         gpu = _gpu()
         devices = ["cpu"] + (["gpu"] if gpu is not None else [])
         details: dict[str, Any] = {
+            "variant": self.variant,
+            # What runs in bfloat16 in this cell: nothing at fp32 (or before prepare).
+            "bf16_ops": list(BF16_OPS) if self.precision == "bf16" else [],
             "default_backend": jax.default_backend(),
             "default_matmul_precision": str(jax.config.jax_default_matmul_precision),
             # XLA:CPU's intra-op pool size, by jaxlib's rule (PJRT_NPROC, else the CPU affinity).
@@ -124,10 +161,13 @@ class JaxFramework(Framework):
         if not support.ok:
             raise ValueError(support.reason)
         spec.check_weights(weights, input_shape, num_classes)
-        module = build_module(spec, num_classes)
+        trainable = spec.trainable_names(freeze, input_shape, num_classes)
+        updated = spec.updated_state_names(freeze, input_shape, num_classes)
+        # BatchNorm layers whose scale trains use batch statistics in fine_tune; the others, none.
+        module = build_module(spec, num_classes, precision, frozenset(n.rsplit(".", 1)[0] for n in updated))
         jax_device = _device(device)
         params = jax.device_put(canonical_to_flat(module, weights, input_shape), jax_device)
-        return JaxModel(module, params, spec.trainable_names(freeze, input_shape, num_classes), jax_device)
+        return JaxModel(module, params, trainable, jax_device, updated)
 
     def fine_tune(self, model: JaxModel, data: TrainData, config: FineTuneConfig, meter: Meter) -> FineTuneResult:
         import jax
@@ -137,18 +177,35 @@ class JaxFramework(Framework):
 
         # Copies, because the step donates (reuses) the buffers of what it is given.
         trainable = {k: jnp.copy(v) for k, v in model.params.items() if k in model.trainable}
-        frozen = {k: v for k, v in model.params.items() if k not in model.trainable}
+        state = {k: jnp.copy(v) for k, v in model.params.items() if k in model.updated}
+        frozen = {k: v for k, v in model.params.items() if k not in model.trainable | model.updated}
         # Committed to the device like the step's outputs, so step 2 reuses step 1's executable.
         opt_state = jax.device_put(make_optimizer(config).init(trainable), model.device)
+        # Meters written against contract 1 before end_epoch existed do not have it.
+        end_epoch = getattr(meter, "end_epoch", None)
+        n_epochs = len(data.order)
         losses = []
-        for x, y in data.batches():
-            with meter.step(len(x)):
-                xb = jax.device_put(x, model.device)
-                yb = jax.device_put(y.astype(np.int32), model.device)  # jax is 32-bit by default
-                trainable, opt_state, loss = train_step(model.module, config, trainable, opt_state, frozen, xb, yb)
-                jax.block_until_ready((trainable, loss))  # dispatch is async: wait for the step
-            losses.append(loss)
-        new = JaxModel(model.module, {**frozen, **trainable}, model.trainable, model.device)
+
+        def handle(params: dict[str, Any]) -> JaxModel:
+            return JaxModel(model.module, {**frozen, **params}, model.trainable, model.device, model.updated)
+
+        for epoch, batches in enumerate(data.epochs(), start=1):
+            for x, y in batches:
+                with meter.step(len(x)) as sync:
+                    xb = jax.device_put(x, model.device)
+                    yb = jax.device_put(y.astype(np.int32), model.device)  # jax is 32-bit by default
+                    trainable, state, opt_state, loss = train_step(
+                        model.module, config, trainable, state, opt_state, frozen, xb, yb)
+                    if sync is not False:  # dispatch is async: wait when the host asks
+                        jax.block_until_ready((trainable, state, loss))
+                losses.append(loss)
+            if end_epoch is not None and epoch < n_epochs:
+                # The next step donates ``trainable`` and ``state``: hand out copies, so the handle stays
+                # valid after that step for as long as the host keeps it (one device copy per epoch).
+                end_epoch(handle({k: jnp.copy(v) for k, v in {**trainable, **state}.items()}))
+        new = handle({**trainable, **state})  # no step follows: the returned handle owns these buffers
+        if end_epoch is not None and n_epochs:
+            end_epoch(new)
         return FineTuneResult(new, [float(v) for v in np.asarray(jnp.stack(losses))] if losses else [])
 
     def evaluate(self, model: JaxModel, data: EvalData, meter: Meter) -> np.ndarray:
@@ -158,10 +215,12 @@ class JaxFramework(Framework):
 
         outputs = []
         for x in data.batches():
-            with meter.step(len(x)):
+            with meter.step(len(x)) as sync:
                 logits = forward(model.module, model.params, jax.device_put(x, model.device))
-                outputs.append(np.asarray(logits, dtype=np.float32))  # the copy to host synchronises
-        return np.concatenate(outputs)
+                if sync is not False:
+                    logits.block_until_ready()
+            outputs.append(logits)
+        return np.concatenate([np.asarray(o, dtype=np.float32) for o in outputs])
 
     def export_weights(self, model: JaxModel) -> dict[str, np.ndarray]:
         import jax

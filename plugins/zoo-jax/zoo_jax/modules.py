@@ -5,78 +5,118 @@ are a plain pytree passed to ``apply``, which makes the name mapping explicit an
 jitted steps pure functions of their arguments (``flax.nnx`` holds state in objects instead).
 
 Flax's layouts equal the canonical ones (dense ``[in, out]``, conv HWIO, NHWC inputs), so
-conversion only maps names: canonical ``"conv1.kernel"`` is ``params["conv1"]["kernel"]``.
-The adapter keeps parameters flat, keyed by canonical name, and nests them only inside
-:func:`apply`.
+conversion only maps names: canonical ``"conv1.kernel"`` is ``params["conv1"]["kernel"]``, and a
+BatchNorm's running statistics ``"bn1.mean"``/``"bn1.var"`` are ``batch_stats["bn1"]["mean"]``/``["var"]``
+(the ResNets, :mod:`zoo_jax.resnet`). The adapter keeps parameters and statistics flat, keyed
+by canonical name, and nests them only inside :func:`apply`.
+
+Precision (the contract's ``bf16`` rule): ``dtype`` is the backbone's compute dtype. With
+``bfloat16`` the input is cast to bfloat16 at the backbone's entry and every backbone layer is a
+Flax layer with ``dtype=bfloat16, param_dtype=float32``: its float32 parameters are cast to
+bfloat16 for the computation (matmul/conv, bias add), so ReLU and the CNN's global mean pool
+(accumulated in float32 by ``jnp.mean``, as torch does) also see bfloat16. The features are cast
+back to float32 before the head, which always computes in float32, so logits and loss are
+float32. The parameters themselves, and hence their gradients and the optimiser state, are
+float32 in both modes. With ``float32`` no cast is added and the graph is the plain fp32 one.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.models import CNNSpec, MLPSpec, ModelSpec
+from zoo.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
 
 FlatParams = dict[str, jax.Array]
+#: Canonical suffixes of the arrays in Flax's ``batch_stats`` collection; the rest are ``params``.
+STATE_KINDS = ("mean", "var")
+
+#: Contract precision -> the backbone's compute dtype.
+COMPUTE_DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
+#: What runs in bfloat16 at precision ``bf16`` (reported in ``info().details["bf16_ops"]``).
+BF16_OPS = ("dense (backbone: matmul + bias)", "conv (backbone: conv + bias)", "relu (backbone)",
+            "global mean pool (cnn; float32 accumulation)", "max-pool and residual add (resnet)",
+            "batchnorm input and output (resnet; float32 statistics and arithmetic)")
 
 
 class MLP(nn.Module):
     spec: MLPSpec
     num_classes: int
+    dtype: Any = jnp.float32  # the backbone's compute dtype (module doc)
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        h = x.reshape((x.shape[0], -1))  # NHWC row-major, as the canonical flatten
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        h = x.reshape((x.shape[0], -1)).astype(self.dtype)  # NHWC row-major, as the canonical flatten
         for i, units in enumerate(self.spec.hidden, start=1):
-            h = nn.relu(nn.Dense(units, dtype=jnp.float32, name=f"fc{i}")(h))
-        return nn.Dense(self.num_classes, dtype=jnp.float32, name="head")(h)
+            h = nn.relu(nn.Dense(units, dtype=self.dtype, param_dtype=jnp.float32, name=f"fc{i}")(h))
+        return _head(self.num_classes, h)
 
 
 class CNN(nn.Module):
     spec: CNNSpec
     num_classes: int
+    dtype: Any = jnp.float32  # the backbone's compute dtype (module doc)
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        h = x
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        h = x.astype(self.dtype)
         for conv in self.spec.convs:
             p, k, s = conv.padding, conv.kernel_size, conv.stride
             # Explicit symmetric pairs: 'SAME' pads the end more than the start at stride 2.
             h = nn.Conv(
                 conv.out_channels, (k, k), strides=(s, s), padding=((p, p), (p, p)),
-                dtype=jnp.float32, name=conv.name,
+                dtype=self.dtype, param_dtype=jnp.float32, name=conv.name,
             )(h)
             h = nn.relu(h)
-        return nn.Dense(self.num_classes, dtype=jnp.float32, name="head")(h.mean(axis=(1, 2)))
+        return _head(self.num_classes, h.mean(axis=(1, 2)))
 
 
-def build_module(spec: ModelSpec, num_classes: int) -> nn.Module:
-    """The Flax module for ``spec``; raise ``ValueError`` for a family zoo-jax cannot build."""
+def _head(num_classes: int, features: jax.Array) -> jax.Array:
+    """The head: float32 features in, float32 compute, float32 logits, whatever the backbone's dtype.
+    Called inside a compact ``__call__``, so the layer is named ``head`` in the caller's scope."""
+    return nn.Dense(num_classes, dtype=jnp.float32, param_dtype=jnp.float32, name="head")(
+        features.astype(jnp.float32)
+    )
+
+
+def build_module(
+    spec: ModelSpec, num_classes: int, precision: str = "fp32", train_bn: frozenset[str] = frozenset()
+) -> nn.Module:
+    """The Flax module for ``spec``; raise ``ValueError`` for a family zoo-jax cannot build.
+    ``train_bn``: the BatchNorm layers that use batch statistics in training (ResNets)."""
+    if precision not in COMPUTE_DTYPES:
+        raise ValueError(f"zoo-jax has no precision {precision!r}; it has {', '.join(COMPUTE_DTYPES)}")
+    dtype = COMPUTE_DTYPES[precision]
     if isinstance(spec, MLPSpec):
-        return MLP(spec, num_classes)
+        return MLP(spec, num_classes, dtype)
     if isinstance(spec, CNNSpec):
-        return CNN(spec, num_classes)
-    raise ValueError(f"zoo-jax cannot build model family {spec.family!r}; it builds 'mlp' and 'cnn'")
+        return CNN(spec, num_classes, dtype)
+    if isinstance(spec, ResNetSpec):
+        from zoo_jax.resnet import ResNet
+
+        return ResNet(spec, num_classes, dtype, frozenset(train_bn))
+    raise ValueError(f"zoo-jax cannot build model family {spec.family!r}; it builds 'mlp', 'cnn' and 'resnet'")
 
 
-def _flax_path(canonical: str) -> tuple[str, str]:
-    """``"fc1.kernel"`` -> ``("fc1", "kernel")``: the path in Flax's ``params`` collection."""
+def _flax_path(canonical: str) -> tuple[str, str, str]:
+    """``"fc1.kernel"`` -> ``("params", "fc1", "kernel")``, ``"bn1.var"`` -> ``("batch_stats", "bn1",
+    "var")``: the collection and path of a canonical name in Flax's variables."""
     layer, kind = canonical.rsplit(".", 1)
-    return layer, kind
+    return ("batch_stats" if kind in STATE_KINDS else "params"), layer, kind
+
+
+def _flatten(collection: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    return {f"{layer}.{kind}": leaf for layer, leaves in collection.items() for kind, leaf in leaves.items()}
 
 
 def flax_shapes(module: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, tuple[int, ...]]:
-    """Canonical name -> shape of every parameter the Flax module creates (no compute)."""
+    """Canonical name -> shape of every parameter and statistic the Flax module creates (no compute)."""
     variables = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, *input_shape), jnp.float32))
-    return {
-        f"{layer}.{kind}": tuple(leaf.shape)
-        for layer, leaves in variables["params"].items()
-        for kind, leaf in leaves.items()
-    }
+    return {name: tuple(leaf.shape) for collection in variables.values() for name, leaf in _flatten(collection).items()}
 
 
 def canonical_to_flat(
@@ -99,9 +139,21 @@ def canonical_to_flat(
 
 
 def apply(module: nn.Module, flat: Mapping[str, jax.Array], x: jax.Array) -> jax.Array:
-    """Logits of ``module`` for the NHWC batch ``x`` with flat canonical parameters."""
-    params: dict[str, dict[str, jax.Array]] = {}
+    """Logits of ``module`` in inference mode for the NHWC batch ``x`` with flat canonical
+    parameters (and BatchNorm running statistics)."""
+    return module.apply(_nest(flat), x)
+
+
+def apply_train(module: nn.Module, flat: Mapping[str, jax.Array], x: jax.Array) -> tuple[jax.Array, FlatParams]:
+    """Logits in training mode, and the running statistics after the batch (flat canonical
+    names; empty for models without BatchNorm)."""
+    logits, updated = module.apply(_nest(flat), x, train=True, mutable=["batch_stats"])
+    return logits, _flatten(updated.get("batch_stats", {}))
+
+
+def _nest(flat: Mapping[str, jax.Array]) -> dict[str, dict[str, dict[str, jax.Array]]]:
+    variables: dict[str, dict[str, dict[str, jax.Array]]] = {}
     for name, value in flat.items():
-        layer, kind = _flax_path(name)
-        params.setdefault(layer, {})[kind] = value
-    return module.apply({"params": params}, x)
+        collection, layer, kind = _flax_path(name)
+        variables.setdefault(collection, {}).setdefault(layer, {})[kind] = value
+    return variables

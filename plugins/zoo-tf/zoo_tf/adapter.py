@@ -3,6 +3,14 @@
 TensorFlow and Keras are imported inside the methods (through :mod:`zoo_tf.modules` and
 :mod:`zoo_tf.training`), never at import time: importing TensorFlow takes seconds, and the
 ``zoo`` command imports this module to list and plan.
+
+Variants (``tf``, ``tf:xla``, ``tf:eager``) are the execution modes of :mod:`zoo_tf.training`.
+:meth:`TFFramework.prepare` stores ``runtime.variant`` on the adapter and applies TensorFlow's
+process-wide settings (visible devices, thread pools, TF32) only the first time it runs in a
+process, since TensorFlow accepts them only before its runtime starts; a later ``prepare`` with
+the same process-wide settings just switches the variant and re-seeds. The variant can also be
+given to the constructor, ``TFFramework(variant="xla")``. Each model handle keeps the variant
+and precision it was loaded with.
 """
 
 from __future__ import annotations
@@ -27,9 +35,9 @@ from zoo.contract import (
     TrainData,
     Weights,
 )
-from zoo.models import CNNSpec, MLPSpec, ModelSpec
+from zoo.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
 
-FAMILIES = (MLPSpec.family, CNNSpec.family)
+FAMILIES = (MLPSpec.family, CNNSpec.family, ResNetSpec.family)
 
 #: Names TensorFlow is published under, most common first.
 TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel", "tf-nightly")
@@ -40,6 +48,27 @@ TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorf
 INTER_OP_THREADS = 1
 
 INSTALL_HINT = "install zoo-tf[cpu] (tensorflow-cpu) or zoo-tf[gpu] (tensorflow[and-cuda])"
+
+#: Execution modes (``Framework.variants``), the first the default; :mod:`zoo_tf.training`
+#: implements them.
+VARIANTS = {
+    "graph": "tf.function with a fixed input_signature (default)",
+    "xla": "tf.function(jit_compile=True)",
+    "eager": "plain eager execution, no tf.function",
+}
+PRECISIONS = ("fp32", "bf16")
+
+#: The process-wide settings the first prepare() applied: (device, threads, matmul precision).
+_applied_settings: tuple[str, int, str] | None = None
+
+
+def resolve_variant(variant: str) -> str:
+    """``""`` (the host's "default") -> ``"graph"``; an unknown name is an error."""
+    if not variant:
+        return next(iter(VARIANTS))
+    if variant not in VARIANTS:
+        raise ValueError(f"zoo-tf has no variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    return variant
 
 
 def installed_tensorflow() -> str | None:
@@ -61,6 +90,8 @@ class TFModel:
     device: str  # TensorFlow device name, "/CPU:0" or "/GPU:0"
     variables: Mapping[str, Any]  # canonical name -> keras.Variable
     trainable: frozenset[str]  # canonical names
+    variant: str = "graph"  # execution mode, one of VARIANTS
+    precision: str = "fp32"  # "fp32" or "bf16" (backbone compute dtype; variables stay float32)
     #: Traced tf.functions by purpose and batch shape, so repeated calls never retrace.
     compiled: dict[tuple, Any] = field(default_factory=dict)
 
@@ -70,7 +101,12 @@ class TFFramework(Framework):
     aliases = ("tensorflow", "keras")
     display_name = "TensorFlow/Keras"
     packages = (installed_tensorflow() or "tensorflow", "keras")
-    contract_version = 1
+    contract_version = 2
+    variants = VARIANTS
+
+    def __init__(self, variant: str = "") -> None:
+        self.variant = resolve_variant(variant)
+        self.precision = "fp32"
 
     def subprocess_env(self, runtime: Runtime) -> Mapping[str, str]:
         return {
@@ -87,8 +123,8 @@ class TFFramework(Framework):
             return Support.no(f"TensorFlow is not installed; {INSTALL_HINT}")
         if spec.family not in FAMILIES:
             return Support.no(f"zoo-tf has no builder for model family {spec.family!r}")
-        if precision != "fp32":
-            return Support.no(f"precision {precision!r} is not implemented in zoo-tf yet")
+        if precision not in PRECISIONS:
+            return Support.no(f"zoo-tf has no precision {precision!r} (it has {', '.join(PRECISIONS)})")
         if device not in ("cpu", "gpu"):
             return Support.no(f"unknown device {device!r}")
         if device == "gpu" and tf_dist == "tensorflow-cpu":
@@ -96,26 +132,13 @@ class TFFramework(Framework):
         return Support.yes()
 
     def prepare(self, runtime: Runtime) -> None:
-        import tensorflow as tf
-
         from zoo_tf import modules
 
-        try:
-            gpus = tf.config.list_physical_devices("GPU")
-            if runtime.device == "cpu" and gpus:
-                tf.config.set_visible_devices([], "GPU")  # a CPU cell never initialises the GPU
-            else:
-                for gpu in gpus:
-                    tf.config.experimental.set_memory_growth(gpu, True)
-            tf.config.threading.set_intra_op_parallelism_threads(runtime.threads)
-            tf.config.threading.set_inter_op_parallelism_threads(INTER_OP_THREADS)
-        except RuntimeError as exc:
-            raise RuntimeError(
-                f"TensorFlow's runtime was initialised before prepare() ({exc}); call prepare() "
-                "first, in a fresh process"
-            ) from exc
-        # One float32 policy for every framework: full-precision matmuls, no TF32.
-        tf.config.experimental.enable_tensor_float_32_execution(runtime.matmul_precision != "highest")
+        self.variant = resolve_variant(runtime.variant)
+        if runtime.precision not in PRECISIONS:
+            raise ValueError(f"zoo-tf has no precision {runtime.precision!r} (it has {', '.join(PRECISIONS)})")
+        self.precision = runtime.precision
+        _apply_process_settings(runtime)
         modules.keras.utils.set_random_seed(runtime.seed)  # Python, NumPy, TensorFlow and Keras
 
     def info(self) -> FrameworkInfo:
@@ -129,7 +152,15 @@ class TFFramework(Framework):
             "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
             "tensor_float_32": tf.config.experimental.tensor_float_32_execution_enabled(),
             "keras_backend": modules.keras.backend.backend(),
-            "jit_compile": False,
+            "variant": self.variant,
+            "jit_compile": self.variant == "xla",
+            "precision": self.precision,
+            # layer types that compute in bfloat16 (with their bias add and ReLU) where the model has them
+            "bf16_ops": list(modules.BF16_OPS) if self.precision == "bf16" else [],
+            "dtype_policies": {
+                "backbone": modules.BACKBONE_POLICY[self.precision],
+                "pool_and_head": modules.DTYPE,
+            },
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
         }
         if gpus:
@@ -158,12 +189,12 @@ class TFFramework(Framework):
         spec.check_weights(weights, input_shape, num_classes)
         tf_device = _tf_device(device)
         with tf.device(tf_device):
-            model = modules.build_model(spec, tuple(input_shape), num_classes)
+            model = modules.build_model(spec, tuple(input_shape), num_classes, precision)
             variables = modules.canonical_variables(model, spec, tuple(input_shape), num_classes)
             modules.load_canonical(variables, weights)
         trainable = spec.trainable_names(freeze, tuple(input_shape), num_classes)
         modules.set_trainable(model, variables, trainable)
-        return TFModel(model, tf_device, variables, trainable)
+        return TFModel(model, tf_device, variables, trainable, variant=self.variant, precision=precision)
 
     def fine_tune(self, model: TFModel, data: TrainData, config: FineTuneConfig, meter: Meter) -> FineTuneResult:
         import tensorflow as tf
@@ -176,15 +207,20 @@ class TFFramework(Framework):
             if key not in model.compiled:
                 params = [v.value for name, v in model.variables.items() if name in model.trainable]
                 optimizer = TorchAdam(params, config)
-                model.compiled[key] = (make_train_step(model.model, optimizer, batch_shape), optimizer)
+                model.compiled[key] = (make_train_step(model.model, optimizer, batch_shape, model.variant), optimizer)
             step, optimizer = model.compiled[key]
             optimizer.reset()  # every fine-tune starts a fresh Adam, as in torch
-            losses = []
-            for x, y in data.batches():
-                with meter.step(len(x)):
-                    loss = step(x, y.astype(np.int64, copy=False))
-                    losses.append(float(loss.numpy()))  # the copy to host waits for the update
-        return FineTuneResult(model, losses)
+        losses = []
+        for epoch in data.epochs():
+            with tf.device(model.device):
+                for x, y in epoch:
+                    with meter.step(len(x)) as sync:
+                        loss = step(x, y.astype(np.int64, copy=False))
+                        if sync is not False:
+                            loss.numpy()  # the copy to host waits for the update
+                    losses.append(loss)
+            meter.end_epoch(model)  # updated in place; the host may evaluate it here
+        return FineTuneResult(model, [float(v) for v in losses])
 
     def evaluate(self, model: TFModel, data: EvalData, meter: Meter) -> np.ndarray:
         import tensorflow as tf
@@ -196,12 +232,15 @@ class TFFramework(Framework):
         outputs = []
         with tf.device(model.device):
             if key not in model.compiled:
-                model.compiled[key] = make_forward(model.model, batch_shape)
+                model.compiled[key] = make_forward(model.model, batch_shape, model.variant)
             forward = model.compiled[key]
             for x in data.batches():
-                with meter.step(len(x)):
-                    outputs.append(forward(x).numpy().astype(np.float32, copy=False))  # synchronises
-        return np.concatenate(outputs)
+                with meter.step(len(x)) as sync:
+                    logits = forward(x)
+                    if sync is not False:
+                        logits = logits.numpy()  # the copy to host synchronises
+                outputs.append(logits)
+        return np.concatenate([np.asarray(o, dtype=np.float32) for o in outputs])
 
     def export_weights(self, model: TFModel) -> dict[str, np.ndarray]:
         from zoo_tf import modules
@@ -214,6 +253,39 @@ class TFFramework(Framework):
         import tensorflow as tf
 
         return {"peak_bytes": int(tf.config.experimental.get_memory_info("GPU:0")["peak"])}
+
+
+def _apply_process_settings(runtime: Runtime) -> None:
+    """Visible devices, thread pools and TF32, once per process (TensorFlow takes them only
+    before its runtime starts); a later call must ask for the same settings."""
+    global _applied_settings
+    import tensorflow as tf
+
+    wanted = (runtime.device, runtime.threads, runtime.matmul_precision)
+    if _applied_settings is not None:
+        if _applied_settings != wanted:
+            raise RuntimeError(
+                f"TensorFlow in this process was prepared for (device, threads, matmul precision) = "
+                f"{_applied_settings}, and cannot switch to {wanted}; use a fresh process"
+            )
+        return
+    try:
+        gpus = tf.config.list_physical_devices("GPU")
+        if runtime.device == "cpu" and gpus:
+            tf.config.set_visible_devices([], "GPU")  # a CPU cell never initialises the GPU
+        else:
+            for gpu in gpus:
+                tf.config.experimental.set_memory_growth(gpu, True)
+        tf.config.threading.set_intra_op_parallelism_threads(runtime.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(INTER_OP_THREADS)
+    except RuntimeError as exc:
+        raise RuntimeError(
+            f"TensorFlow's runtime was initialised before prepare() ({exc}); call prepare() "
+            "first, in a fresh process"
+        ) from exc
+    # One float32 policy for every framework: full-precision matmuls, no TF32.
+    tf.config.experimental.enable_tensor_float_32_execution(runtime.matmul_precision != "highest")
+    _applied_settings = wanted
 
 
 def _tf_device(device: str) -> str:

@@ -4,14 +4,23 @@ Keras already uses the canonical layout (dense kernels ``[in, out]``, conv kerne
 images), so converting weights copies arrays unchanged. What this module makes explicit:
 
 * names: canonical ``conv1.kernel`` is the ``kernel`` variable of the layer named ``conv1``
-  (``fc2.bias`` of ``fc2``, ``head.kernel`` of ``head``), looked up and shape-checked one by one;
+  (``fc2.bias`` of ``fc2``, ``head.kernel`` of ``head``; a BatchNorm's ``.scale``, ``.bias``,
+  ``.mean``, ``.var`` are its ``gamma``, ``beta``, ``moving_mean``, ``moving_variance``), looked up
+  and shape-checked one by one;
 * padding: each conv is ``ZeroPadding2D(p)`` then ``Conv2D(padding="valid")``. Keras's
   ``padding="same"`` pads asymmetrically when the stride is 2 (the extra row and column at the
   end), so it would not be the symmetric padding of the reference;
-* data format and dtype are fixed on every layer, so a user's ``~/.keras/keras.json``
-  (``channels_first``) or global dtype policy (``mixed_float16``) cannot change the model.
+* data format and dtype policy are fixed on every layer, so a user's ``~/.keras/keras.json``
+  (``channels_first``) or global dtype policy (``mixed_float16``) cannot change the model;
+* precision ``bf16`` (see :mod:`zoo.contract`) is per-layer Keras dtype policies, never the
+  global one: the backbone's ``Conv2D`` and ``Dense`` layers (and the zero padding in front of a
+  conv, which is exact in any dtype) get ``mixed_bfloat16`` -- float32 variables, read as
+  bfloat16, so the matmul/conv, its bias add and its ReLU compute in bfloat16 -- while the
+  flatten, the global average pooling and the head get ``float32``: Keras casts the pooling's
+  bfloat16 input up to float32, so the mean, the head and the logits (hence the loss) are float32.
 
-Importing this module imports Keras and TensorFlow: the adapter imports it inside its methods.
+The ResNets are built in :mod:`zoo_tf.resnet`. Importing this module imports Keras and
+TensorFlow: the adapter imports it inside its methods.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
-from zoo.models import CNNSpec, MLPSpec, ModelSpec  # noqa: E402
+from zoo.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec  # noqa: E402
 
 if keras.backend.backend() != "tensorflow":
     raise ImportError(
@@ -36,21 +45,33 @@ if keras.backend.backend() != "tensorflow":
     )
 
 FORMAT = "channels_last"  # NHWC, the canonical image layout
-DTYPE = "float32"
+DTYPE = "float32"  # inputs, variables, logits; the compute dtype of everything outside the backbone
+#: The Keras dtype policy of the backbone's layers, by zoo precision.
+BACKBONE_POLICY = {"fp32": "float32", "bf16": "mixed_bfloat16"}
+#: canonical variable -> Keras attribute of a BatchNormalization layer.
+BATCHNORM_NAMES = {"scale": "gamma", "bias": "beta", "mean": "moving_mean", "var": "moving_variance"}
+#: What runs in bfloat16 at precision bf16 (where the model has it), for ``info().details``.
+BF16_OPS = ("Conv2D", "Dense (backbone)")
 
 
-def build_model(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
-    """A Keras functional model of ``spec`` for NHWC inputs of ``input_shape``."""
+def build_model(
+    spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int, precision: str = "fp32"
+) -> keras.Model:
+    """A Keras functional model of ``spec`` for NHWC inputs of ``input_shape``, its backbone
+    computing at ``precision`` ("fp32" or "bf16"; the head always computes in float32)."""
+    if precision not in BACKBONE_POLICY:
+        raise ValueError(f"zoo-tf has no precision {precision!r}; choose one of {', '.join(BACKBONE_POLICY)}")
+    backbone = BACKBONE_POLICY[precision]
     inputs = keras.Input(shape=input_shape, dtype=DTYPE, name="images")
     if isinstance(spec, MLPSpec):
         h = layers.Flatten(data_format=FORMAT, dtype=DTYPE, name="flatten")(inputs)  # NHWC row-major
         for i, units in enumerate(spec.hidden, start=1):
-            h = layers.Dense(units, activation="relu", dtype=DTYPE, name=f"fc{i}")(h)
+            h = layers.Dense(units, activation="relu", dtype=backbone, name=f"fc{i}")(h)
     elif isinstance(spec, CNNSpec):
         h = inputs
         for conv in spec.convs:
             if conv.padding:
-                h = layers.ZeroPadding2D(conv.padding, data_format=FORMAT, dtype=DTYPE, name=f"{conv.name}_pad")(h)
+                h = layers.ZeroPadding2D(conv.padding, data_format=FORMAT, dtype=backbone, name=f"{conv.name}_pad")(h)
             h = layers.Conv2D(
                 conv.out_channels,
                 conv.kernel_size,
@@ -58,13 +79,18 @@ def build_model(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes:
                 padding="valid",
                 data_format=FORMAT,
                 activation="relu",
-                dtype=DTYPE,
+                dtype=backbone,
                 name=conv.name,
             )(h)
-        h = layers.GlobalAveragePooling2D(data_format=FORMAT, dtype=DTYPE, name="pool")(h)
+        h = layers.GlobalAveragePooling2D(data_format=FORMAT, dtype=DTYPE, name="pool")(h)  # float32 mean
+    elif isinstance(spec, ResNetSpec):
+        from zoo_tf.resnet import resnet_features
+
+        h = resnet_features(spec, inputs, backbone)
+        h = layers.GlobalAveragePooling2D(data_format=FORMAT, dtype=DTYPE, name="avgpool")(h)  # float32 mean
     else:
         raise ValueError(f"zoo-tf cannot build model family {spec.family!r}")
-    outputs = layers.Dense(num_classes, dtype=DTYPE, name="head")(h)
+    outputs = layers.Dense(num_classes, dtype=DTYPE, name="head")(h)  # float32 logits, at any precision
     return keras.Model(inputs, outputs, name=spec.name)
 
 
@@ -76,7 +102,10 @@ def canonical_variables(
     variables = {}
     for param in spec.parameters(input_shape, num_classes):
         layer_name, attr = param.name.rsplit(".", 1)  # "conv1.kernel" -> layer conv1, its .kernel
-        variable = getattr(model.get_layer(layer_name), attr)
+        layer = model.get_layer(layer_name)
+        if isinstance(layer, layers.BatchNormalization):
+            attr = BATCHNORM_NAMES[attr]
+        variable = getattr(layer, attr)
         if tuple(variable.shape) != param.shape:
             raise ValueError(f"{param.name}: Keras has shape {tuple(variable.shape)}, expected {param.shape}")
         variables[param.name] = variable
@@ -93,13 +122,14 @@ def load_canonical(variables: Mapping[str, keras.Variable], weights: Mapping[str
 
 
 def export_canonical(variables: Mapping[str, keras.Variable]) -> dict[str, np.ndarray]:
-    """Copies of every variable as canonical float32 arrays."""
+    """Copies of every variable as canonical float32 arrays (the variables are float32 at every
+    precision)."""
     return {name: np.array(v.numpy(), dtype=np.float32) for name, v in variables.items()}
 
 
 def set_trainable(model: keras.Model, variables: Mapping[str, keras.Variable], trainable: frozenset[str]) -> None:
     """Mark exactly the ``trainable`` canonical parameters as trainable; a layer none of whose
-    parameters train is frozen as a whole."""
+    parameters train is frozen as a whole (a frozen BatchNorm layer then runs in inference mode)."""
     by_layer: dict[str, list[str]] = {}
     for name in variables:
         by_layer.setdefault(name.rsplit(".", 1)[0], []).append(name)

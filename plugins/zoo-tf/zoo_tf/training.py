@@ -13,9 +13,16 @@ is decoupled (AdamW-style), not L2 in the gradient. So :class:`TorchAdam` writes
 with TF ops, in the order of torch's single-tensor Adam (bias corrections in float64, as torch
 computes them in Python floats).
 
-Both functions are ``tf.function`` graphs with an ``input_signature`` of the exact batch shape:
-traced once, never retraced (a batch of another shape is an error, not a silent recompile).
-They are not XLA-compiled (``jit_compile=False``), like the eager torch adapter.
+How the two functions run is the adapter's *variant* (:data:`VARIANTS`):
+
+* ``graph`` (default): a ``tf.function`` with an ``input_signature`` of the exact batch shape:
+  traced once, never retraced (a batch of another shape is an error, not a silent recompile),
+  run by TensorFlow's graph executor (oneDNN kernels on CPU), not XLA-compiled;
+* ``xla``: the same ``tf.function`` with ``jit_compile=True``: the whole step (forward,
+  gradients and the Adam update) is one XLA cluster, compiled on the first call;
+* ``eager``: the plain Python function, op by op, with no ``tf.function`` (like eager torch).
+
+All three compute the same float32 math (the tests hold them to the NumPy reference).
 """
 
 from __future__ import annotations
@@ -26,6 +33,17 @@ from typing import Any
 import tensorflow as tf
 
 from zoo.contract import FineTuneConfig
+from zoo_tf.adapter import VARIANTS
+
+
+def compile_for(variant: str, fn: Callable[..., Any], signature: Sequence[tf.TensorSpec]) -> Callable[..., Any]:
+    """``fn`` run as ``variant`` says: a fixed-signature ``tf.function`` (``graph``), the same
+    with XLA (``xla``), or ``fn`` itself (``eager``)."""
+    if variant == "eager":
+        return fn
+    if variant not in VARIANTS:
+        raise ValueError(f"zoo-tf has no variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    return tf.function(fn, input_signature=list(signature), jit_compile=variant == "xla")
 
 
 class TorchAdam:
@@ -63,33 +81,35 @@ class TorchAdam:
 
 
 def make_train_step(
-    model: Any, optimizer: TorchAdam, batch_shape: tuple[int, ...]
+    model: Any, optimizer: TorchAdam, batch_shape: tuple[int, ...], variant: str = "graph"
 ) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
     """``step(x, y) -> loss``: mean softmax cross-entropy over the batch, gradients for the
-    optimiser's variables only (frozen ones get none), for the Keras ``model``, one Adam update. The returned loss is
-    computed after the update ran, so reading it back means the whole step finished."""
+    optimiser's variables only (frozen ones get none), for the Keras ``model``, one Adam update.
+    The returned loss is computed after the update ran, so reading it back means the whole step
+    finished. The loss is taken from the model's float32 logits (the head computes in float32
+    at every precision), so it is float32 too."""
 
-    @tf.function(
-        input_signature=[tf.TensorSpec(batch_shape, tf.float32), tf.TensorSpec(batch_shape[:1], tf.int64)],
-        jit_compile=False,
-    )
     def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        x = tf.convert_to_tensor(x, tf.float32)  # no-ops in a graph; in eager, NumPy -> tensor
+        y = tf.convert_to_tensor(y, tf.int64)
         with tf.GradientTape() as tape:
             tape.watch(optimizer.variables)
             logits = model(x, training=True)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=tf.cast(logits, tf.float32))
+            )
         grads = tape.gradient(loss, optimizer.variables)
         with tf.control_dependencies(optimizer.apply(grads)):
             return tf.identity(loss)
 
-    return step
+    signature = [tf.TensorSpec(batch_shape, tf.float32), tf.TensorSpec(batch_shape[:1], tf.int64)]
+    return compile_for(variant, step, signature)
 
 
-def make_forward(model: Any, batch_shape: tuple[int, ...]) -> Callable[[tf.Tensor], tf.Tensor]:
-    """``forward(x) -> logits`` in inference mode."""
+def make_forward(model: Any, batch_shape: tuple[int, ...], variant: str = "graph") -> Callable[[tf.Tensor], tf.Tensor]:
+    """``forward(x) -> logits`` (float32) in inference mode."""
 
-    @tf.function(input_signature=[tf.TensorSpec(batch_shape, tf.float32)], jit_compile=False)
     def forward(x: tf.Tensor) -> tf.Tensor:
-        return model(x, training=False)
+        return tf.cast(model(tf.convert_to_tensor(x, tf.float32), training=False), tf.float32)
 
-    return forward
+    return compile_for(variant, forward, [tf.TensorSpec(batch_shape, tf.float32)])

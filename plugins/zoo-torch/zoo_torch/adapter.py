@@ -20,9 +20,14 @@ from zoo.contract import (
     Support,
     TrainData,
 )
-from zoo.models import CNNSpec, MLPSpec, ModelSpec
+from zoo.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
 
-FAMILIES = (MLPSpec.family, CNNSpec.family)
+FAMILIES = (MLPSpec.family, CNNSpec.family, ResNetSpec.family)
+
+
+#: What autocast runs in bfloat16 in the zoo's modules (torch's CPU/CUDA autocast op lists);
+#: BatchNorm takes bfloat16 in and out but computes in float32 (:mod:`zoo_torch.resnet`).
+BF16_OPS = ("linear", "conv2d")
 
 
 @dataclass
@@ -31,8 +36,9 @@ class TorchModel:
 
     module: Any  # torch.nn.Module
     device: Any  # torch.device
-    names: Mapping[str, str]  # canonical -> torch parameter name
+    names: Mapping[str, str]  # canonical -> torch parameter or buffer name
     trainable: frozenset[str]  # canonical names
+    forward: Any = None  # the module, or its torch.compile'd version (variant "compile")
 
 
 class TorchFramework(Framework):
@@ -40,13 +46,21 @@ class TorchFramework(Framework):
     aliases = ("pytorch",)
     display_name = "PyTorch"
     packages = ("torch",)
-    contract_version = 1
+    contract_version = 2
+    variants = {
+        "eager": "eager PyTorch (default)",
+        "compile": "torch.compile (inductor) of the model; compilation shows up in compile_s",
+    }
+
+    def __init__(self) -> None:
+        self.variant = "eager"
+        self.precision = "fp32"
 
     def supports(self, spec: ModelSpec, device: str, precision: str) -> Support:
         if spec.family not in FAMILIES:
             return Support.no(f"zoo-torch has no builder for model family {spec.family!r}")
-        if precision != "fp32":
-            return Support.no(f"precision {precision!r} is not implemented in zoo-torch yet")
+        if precision not in ("fp32", "bf16"):
+            return Support.no(f"precision {precision!r} is not implemented in zoo-torch")
         if device not in ("cpu", "gpu"):
             return Support.no(f"unknown device {device!r}")
         return Support.yes()
@@ -54,6 +68,8 @@ class TorchFramework(Framework):
     def prepare(self, runtime: Runtime) -> None:
         import torch
 
+        self.variant = runtime.variant or "eager"
+        self.precision = runtime.precision
         torch.set_num_threads(runtime.threads)
         torch.manual_seed(runtime.seed)
         # One float32 policy for every framework: full-precision matmuls, no TF32.
@@ -67,6 +83,8 @@ class TorchFramework(Framework):
         details: dict[str, Any] = {
             "intra_op_threads": torch.get_num_threads(),
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "variant": self.variant,
+            "bf16_ops": list(BF16_OPS) if self.precision == "bf16" else [],
         }
         if torch.cuda.is_available():
             details["gpu_name"] = torch.cuda.get_device_name(0)
@@ -85,11 +103,15 @@ class TorchFramework(Framework):
         module = build_module(spec, input_shape, num_classes)
         names = load_canonical(module, weights)
         trainable = spec.trainable_names(freeze, input_shape, num_classes)
-        params = dict(module.named_parameters())
+        params = dict(module.named_parameters())  # BatchNorm statistics are buffers: never trained
         for canonical, key in names.items():
-            params[key].requires_grad_(canonical in trainable)
+            if key in params:
+                params[key].requires_grad_(canonical in trainable)
+        module.bf16 = precision == "bf16"
         torch_device = torch.device("cuda" if device == "gpu" else "cpu")
-        return TorchModel(module.to(torch_device), torch_device, names, trainable)
+        module = module.to(torch_device)
+        forward = torch.compile(module) if self.variant == "compile" else module
+        return TorchModel(module, torch_device, names, trainable, forward)
 
     def fine_tune(self, model: TorchModel, data: TrainData, config: FineTuneConfig, meter: Meter) -> FineTuneResult:
         import torch
@@ -105,20 +127,23 @@ class TorchFramework(Framework):
             eps=config.eps,
             weight_decay=config.weight_decay,
         )
-        module.train()
+        module.train()  # a ResNet keeps its frozen BatchNorms in eval mode (zoo_torch.resnet)
         cuda = device.type == "cuda"
         losses = []
-        for x, y in data.batches():
-            with meter.step(len(x)):
-                xb = torch.from_numpy(x).to(device, non_blocking=True)
-                yb = torch.from_numpy(y).to(device, non_blocking=True)
-                optimizer.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(module(xb), yb)
-                loss.backward()
-                optimizer.step()
-                if cuda:
-                    torch.cuda.synchronize(device)
-            losses.append(loss.detach())
+        for epoch in data.epochs():
+            for x, y in epoch:
+                with meter.step(len(x)) as sync:
+                    xb = torch.from_numpy(x).to(device, non_blocking=True)
+                    yb = torch.from_numpy(y).to(device, non_blocking=True)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = F.cross_entropy(model.forward(xb), yb)
+                    loss.backward()
+                    optimizer.step()
+                    if sync is not False and cuda:  # CPU ops are synchronous; CUDA kernels are queued
+                        torch.cuda.synchronize(device)
+                losses.append(loss.detach())
+            meter.end_epoch(model)
+            module.train()  # the host may have evaluated (eval mode) at the epoch's end
         return FineTuneResult(model, [float(v) for v in torch.stack(losses).cpu()] if losses else [])
 
     def evaluate(self, model: TorchModel, data: EvalData, meter: Meter) -> np.ndarray:
@@ -130,7 +155,7 @@ class TorchFramework(Framework):
         with torch.inference_mode():
             for x in data.batches():
                 with meter.step(len(x)):
-                    logits = module(torch.from_numpy(x).to(device))
+                    logits = model.forward(torch.from_numpy(x).to(device))
                     outputs.append(logits.float().cpu().numpy())  # the copy to host synchronises
         return np.concatenate(outputs)
 

@@ -2,6 +2,9 @@
 
 torch stores dense weights ``[out, in]`` and conv weights OIHW; the canonical layout is
 ``[in, out]`` and HWIO. Inputs arrive NHWC and are permuted to NCHW inside ``forward``.
+Each module says where a canonical name lives (``torch_key``); the tensors are its parameters
+and its buffers (BatchNorm running statistics; ``num_batches_tracked`` is not a zoo tensor).
+The ResNets are in :mod:`zoo_torch.resnet`.
 """
 
 from __future__ import annotations
@@ -12,10 +15,31 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.models import CNNSpec, MLPSpec, ModelSpec
+from zoo.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
 
 
-class MLP(nn.Module):
+class Backbone(nn.Module):
+    """Shared by the zoo's torch modules: the backbone may compute in bfloat16 under autocast
+    (``bf16`` set by the adapter); the head always computes in float32 (the contract's bf16
+    rule), so logits and loss stay float32."""
+
+    bf16: bool = False
+
+    def _autocast(self, x: torch.Tensor):
+        return torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    @staticmethod
+    def torch_key(canonical: str) -> str:
+        """``fc1.kernel`` -> ``hidden.fc1.weight``; ``conv1.bias`` -> ``convs.conv1.bias``."""
+        layer, kind = canonical.rsplit(".", 1)
+        kind = "weight" if kind == "kernel" else kind
+        if layer == "head":
+            return f"head.{kind}"
+        prefix = "convs" if layer.startswith("conv") else "hidden"
+        return f"{prefix}.{layer}.{kind}"
+
+
+class MLP(Backbone):
     def __init__(self, spec: MLPSpec, input_shape: tuple[int, int, int], num_classes: int):
         super().__init__()
         width = int(np.prod(input_shape))
@@ -26,13 +50,14 @@ class MLP(nn.Module):
         self.head = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.reshape(x.shape[0], -1)  # NHWC row-major, as the canonical flatten
-        for layer in self.hidden.values():
-            h = torch.relu(layer(h))
-        return self.head(h)
+        with self._autocast(x):
+            h = x.reshape(x.shape[0], -1)  # NHWC row-major, as the canonical flatten
+            for layer in self.hidden.values():
+                h = torch.relu(layer(h))
+        return self.head(h.float())
 
 
-class CNN(nn.Module):
+class CNN(Backbone):
     def __init__(self, spec: CNNSpec, input_shape: tuple[int, int, int], num_classes: int):
         super().__init__()
         channels = input_shape[2]
@@ -45,10 +70,12 @@ class CNN(nn.Module):
         self.head = nn.Linear(channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.permute(0, 3, 1, 2)  # NHWC -> NCHW
-        for conv in self.convs.values():
-            h = torch.relu(conv(h))
-        return self.head(h.mean(dim=(2, 3)))
+        with self._autocast(x):
+            h = x.permute(0, 3, 1, 2)  # NHWC -> NCHW
+            for conv in self.convs.values():
+                h = torch.relu(conv(h))
+            pooled = h.mean(dim=(2, 3))
+        return self.head(pooled.float())
 
 
 def build_module(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
@@ -56,17 +83,11 @@ def build_module(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes
         return MLP(spec, input_shape, num_classes)
     if isinstance(spec, CNNSpec):
         return CNN(spec, input_shape, num_classes)
+    if isinstance(spec, ResNetSpec):
+        from zoo_torch.resnet import ResNet
+
+        return ResNet(spec, input_shape, num_classes)
     raise ValueError(f"zoo-torch cannot build model family {spec.family!r}")
-
-
-def _torch_key(canonical: str) -> str:
-    """``fc1.kernel`` -> ``hidden.fc1.weight``; ``conv1.bias`` -> ``convs.conv1.bias``."""
-    layer, kind = canonical.rsplit(".", 1)
-    kind = "weight" if kind == "kernel" else kind
-    if layer == "head":
-        return f"head.{kind}"
-    prefix = "convs" if layer.startswith("conv") else "hidden"
-    return f"{prefix}.{layer}.{kind}"
 
 
 def _to_torch_layout(value: np.ndarray) -> np.ndarray:
@@ -85,22 +106,28 @@ def _to_canonical_layout(value: np.ndarray) -> np.ndarray:
     return value
 
 
+def tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The module's zoo tensors by torch name: parameters and buffers but ``num_batches_tracked``."""
+    buffers = {k: v for k, v in module.named_buffers() if not k.endswith("num_batches_tracked")}
+    return {**dict(module.named_parameters()), **buffers}
+
+
 def torch_name_map(module: nn.Module, canonical_names: list[str]) -> dict[str, str]:
-    """canonical name -> torch parameter name, checked against the module."""
-    params = dict(module.named_parameters())
-    mapping = {name: _torch_key(name) for name in canonical_names}
-    missing = [t for t in mapping.values() if t not in params]
-    if missing or len(params) != len(mapping):
-        raise ValueError(f"canonical names do not match the torch module: {missing or sorted(params)}")
+    """canonical name -> torch tensor name, checked against the module."""
+    own = tensors(module)
+    mapping = {name: module.torch_key(name) for name in canonical_names}
+    missing = [t for t in mapping.values() if t not in own]
+    if missing or len(own) != len(mapping):
+        raise ValueError(f"canonical names do not match the torch module: {missing or sorted(own)}")
     return mapping
 
 
 def load_canonical(module: nn.Module, weights: Mapping[str, np.ndarray]) -> dict[str, str]:
     mapping = torch_name_map(module, list(weights))
-    params = dict(module.named_parameters())
+    own = tensors(module)
     with torch.no_grad():
         for name, value in weights.items():
-            target = params[mapping[name]]
+            target = own[mapping[name]]
             source = torch.from_numpy(np.ascontiguousarray(_to_torch_layout(np.asarray(value, np.float32))))
             if tuple(target.shape) != tuple(source.shape):
                 raise ValueError(f"{name}: torch expects {tuple(target.shape)}, got {tuple(source.shape)}")
@@ -109,8 +136,8 @@ def load_canonical(module: nn.Module, weights: Mapping[str, np.ndarray]) -> dict
 
 
 def export_canonical(module: nn.Module, mapping: Mapping[str, str]) -> dict[str, np.ndarray]:
-    params = dict(module.named_parameters())
+    own = tensors(module)
     return {
-        name: np.ascontiguousarray(_to_canonical_layout(params[key].detach().cpu().float().numpy()))
+        name: np.ascontiguousarray(_to_canonical_layout(own[key].detach().cpu().float().numpy()))
         for name, key in mapping.items()
     }

@@ -1,0 +1,171 @@
+"""The measured phases of one cell. Each phase is timed by the host with a :class:`StepMeter`
+and returns its metrics; the adapter only runs the steps it is handed.
+
+Throughput phases (inference, training) follow one method for every framework: run a warm-up
+of at most ``warmup_cap`` steps plus ``windows`` windows of ``K`` steps, detect after the fact
+where the step times became steady (:func:`~harness.meter.steady_start`), and report the
+windows that follow it. ``K`` is chosen so that a window lasts at least
+:data:`~harness.meter.MIN_WINDOW_S`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from itertools import cycle, islice
+from typing import Any, Callable
+
+import numpy as np
+
+from zoo.batching import eval_order
+from zoo.contract import EvalData, FineTuneConfig, Framework, TrainData
+
+from harness.cells import Settings
+from harness.meter import StepMeter, steady_start, steps_for_window, window_durations, window_throughputs
+from harness.records import Metric
+from harness.stats import percentile
+
+
+class ContractViolation(RuntimeError):
+    """A plugin returned something the contract forbids (wrong shape, NaN, missing weights)."""
+
+
+def check_logits(logits: Any, rows: int, num_classes: int, phase: str) -> np.ndarray:
+    arr = np.asarray(logits)
+    if arr.shape != (rows, num_classes):
+        raise ContractViolation(f"{phase}: evaluate returned logits of shape {arr.shape}, expected {(rows, num_classes)}")
+    if not np.all(np.isfinite(arr)):
+        raise ContractViolation(f"{phase}: evaluate returned non-finite logits (NaN or inf)")
+    return arr.astype(np.float32, copy=False)
+
+
+def metric(value: float, unit: str, direction: str) -> Metric:
+    return Metric(float(value), unit, direction)
+
+
+@dataclass
+class Evaluator:
+    """Test-set accuracy of a model handle, computed by the host from the adapter's logits."""
+
+    adapter: Framework
+    x: np.ndarray
+    y: np.ndarray
+    batch_size: int
+    num_classes: int
+
+    def __call__(self, model: Any, meter: StepMeter | None = None) -> float:
+        data = EvalData(self.x, eval_order(len(self.x), self.batch_size))
+        rows = len(data.order) * data.batch_size
+        logits = check_logits(self.adapter.evaluate(model, data, meter or StepMeter()), rows, self.num_classes,
+                              "evaluate")
+        return float((logits[: len(self.y)].argmax(axis=1) == self.y).mean())
+
+
+def fine_tune_recipe(adapter: Framework, model: Any, train: TrainData, config: FineTuneConfig,
+                     evaluate: Evaluator, target: float) -> tuple[Any, dict[str, Metric], dict[str, Any]]:
+    """The task's recipe, end to end: wall time on the training clock (evaluation at each epoch's
+    end is excluded), time-to-accuracy, first-step (compile) time, the accuracy curve."""
+    curve: list[float] = []
+    meter = StepMeter(on_epoch_end=lambda handle: curve.append(evaluate(handle)))
+    t0 = time.perf_counter()
+    result = adapter.fine_tune(model, train, config, meter)
+    wall = time.perf_counter() - t0 - meter.paused_s
+    if len(meter.starts) != train.num_steps:
+        raise ContractViolation(f"fine_tune timed {len(meter.starts)} steps with meter.step, expected {train.num_steps}")
+    if len(meter.epoch_ends) != len(train.order) and (adapter.contract_version >= 2 or meter.epoch_ends):
+        raise ContractViolation(
+            f"fine_tune called meter.end_epoch {len(meter.epoch_ends)} times for {len(train.order)} epochs")
+    losses = np.asarray(result.losses, dtype=np.float64)
+    if losses.size and not np.all(np.isfinite(losses)):
+        raise ContractViolation("fine_tune returned non-finite losses")
+    durations = meter.durations_s
+    steady = float(np.median(durations[steady_start(durations, cap=max(1, len(durations) // 2)):]))
+    out = {
+        "fine_tune_wall_s": metric(wall, "s", "lower"),
+        "first_step_s": metric(durations[0], "s", "lower"),
+        "compile_s": metric(max(0.0, durations[0] - steady), "s", "lower"),
+    }
+    if curve:  # contract version 1 adapters do not report epochs: no curve, no time-to-accuracy
+        out["accuracy_curve"] = Metric(100.0 * curve[-1], "%", "info", tuple(100.0 * a for a in curve))
+    reached = next((i for i, acc in enumerate(curve) if acc >= target), None) if target else None
+    if reached is not None:
+        out["time_to_accuracy_s"] = metric(meter.epoch_ends[reached] - t0, "s", "lower")
+    if losses.size:
+        out["final_loss"] = metric(float(losses[-len(train.order[-1]):].mean()), "", "info")
+    details = {"target_accuracy": target, "epochs_to_target": None if reached is None else reached + 1,
+               "steps": train.num_steps, "steady_step_s": steady}
+    return result.model, out, details
+
+
+def _throughput(run: Callable[[int, int], StepMeter], probe_step_s: float, settings: Settings,
+                unit_name: str) -> tuple[Metric, dict[str, Any]]:
+    """Windows of ``k`` steps, synchronised only at each window's end so asynchronous frameworks
+    pipeline as they would for a user; warm-up windows until the window time is steady."""
+    k = settings.window_steps or steps_for_window(probe_step_s)
+    cap_windows = max(1, -(-warmup_cap(settings.warmup_cap, probe_step_s) // k))
+    meter = run((cap_windows + settings.windows) * k, k)
+    durations = window_durations(meter, k)
+    skip = steady_start(durations, cap_windows, run=min(3, settings.windows))
+    rates = window_throughputs(meter, settings.windows, skip * k, steps_per_window=k)
+    if not rates:
+        raise ContractViolation(f"{unit_name}: no complete timing window (steps recorded: {len(meter.starts)})")
+    return Metric.from_samples(rates, "samples/s", "higher"), {"warmup_steps": skip * k, "window_steps": k,
+                                                                "windows": len(rates)}
+
+
+def warmup_cap(cap: int, step_s: float, budget_s: float = 2.0) -> int:
+    """At most ``cap`` warm-up steps and about ``budget_s`` of them, at least 3."""
+    if step_s <= 0:
+        return cap
+    return int(max(3, min(cap, np.ceil(budget_s / step_s))))
+
+
+def inference_throughput(adapter: Framework, model: Any, x: np.ndarray, batch_size: int, num_classes: int,
+                         settings: Settings) -> tuple[Metric, dict[str, Any]]:
+    """Forward passes at the task's batch size over the test images, cycled as needed."""
+    batches = eval_order(len(x), batch_size)
+    probe = StepMeter()
+    check_logits(adapter.evaluate(model, EvalData(x, batches[:3]), probe), 3 * batch_size, num_classes, "evaluate")
+    probe_s = float(np.median(probe.durations_s))
+
+    def run(steps: int, sync_every: int) -> StepMeter:
+        meter = StepMeter(sync_every=sync_every)
+        order = tuple(islice(cycle(batches), steps))
+        check_logits(adapter.evaluate(model, EvalData(x, order), meter), steps * batch_size, num_classes, "evaluate")
+        return meter
+
+    return _throughput(run, probe_s, settings, "inference")
+
+
+def latency(adapter: Framework, model: Any, x: np.ndarray, num_classes: int, settings: Settings) -> dict[str, Metric]:
+    """Batch-1 forward passes after a warm-up (a new batch shape may trace or compile)."""
+    n = min(settings.latency_samples, len(x))
+    warm = StepMeter()
+    adapter.evaluate(model, EvalData(x, eval_order(min(20, n), 1)), warm)
+    meter = StepMeter()
+    check_logits(adapter.evaluate(model, EvalData(x, eval_order(n, 1)), meter), n, num_classes, "latency")
+    ms = [d * 1e3 for d in meter.durations_s]
+    return {
+        "latency_p50_ms": Metric.from_samples(ms, "ms", "lower"),
+        "latency_p90_ms": metric(percentile(ms, 90), "ms", "lower"),
+        "latency_p99_ms": metric(percentile(ms, 99), "ms", "lower"),
+    }
+
+
+def train_throughput(adapter: Framework, model: Any, recipe: TrainData, config: FineTuneConfig,
+                     probe_step_s: float, settings: Settings) -> tuple[Any, Metric, dict[str, Any]]:
+    """Training steps on the recipe's batches (cycled), in one fine_tune call with a fresh
+    optimiser, after the recipe run. Returns the model handle fine_tune gave back."""
+    batches = [idx for epoch in recipe.order for idx in epoch]
+    handle = {"model": model}
+
+    def run(steps: int, sync_every: int) -> StepMeter:
+        meter = StepMeter(sync_every=sync_every)
+        data = TrainData(recipe.x, recipe.y, (tuple(islice(cycle(batches), steps)),))
+        handle["model"] = adapter.fine_tune(handle["model"], data, config, meter).model
+        if len(meter.starts) != steps:
+            raise ContractViolation(f"fine_tune timed {len(meter.starts)} of {steps} steps")
+        return meter
+
+    value, details = _throughput(run, probe_step_s, settings, "training")
+    return handle["model"], value, details
