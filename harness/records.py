@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from harness.cells import Cell
 from harness.stats import summarize
@@ -69,13 +69,57 @@ def record_to_json(record: CellRecord) -> str:
     return json.dumps(record_to_dict(record), sort_keys=True, allow_nan=True)
 
 
-def record_from_dict(data: Mapping[str, Any]) -> CellRecord:
+class SchemaError(ValueError):
+    """A record written by a newer zoo-bench, or one no migration can upgrade."""
+
+
+#: Metrics a version-0 record may carry without a direction, and the direction they have in v1.
+_V0_DIRECTIONS = {
+    "accuracy": "higher", "train_throughput": "higher", "infer_throughput": "higher",
+    "latency_p50_ms": "lower", "latency_p90_ms": "lower", "latency_p99_ms": "lower",
+    "compile_s": "lower", "first_step_s": "lower", "fine_tune_wall_s": "lower", "import_s": "lower",
+    "load_s": "lower", "peak_rss_mb": "lower",
+}
+
+
+def _record_v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 0 = records from before ``schema_version`` existed: a metric could be a bare number
+    or lack ``direction``/``samples``/``spread``; a cell could lack ``freeze``/``init``/``key``."""
+    cell = {"device": "cpu", "precision": "fp32", "batch_size": 32, "freeze": "none", "init": "pretrained",
+            **data["cell"]}
+    cell.pop("key", None)
+    metrics = {}
+    for name, m in (data.get("metrics") or {}).items():
+        m = {"value": m} if isinstance(m, (int, float)) else dict(m)
+        metrics[name] = {"unit": "", "direction": _V0_DIRECTIONS.get(name, "info"), "samples": [], "spread": {}, **m}
+    return {**data, "cell": cell, "metrics": metrics, "schema_version": 1}
+
+
+#: Upgrades of a record's JSON form, keyed by the version they upgrade *from*: ``MIGRATIONS[v]``
+#: returns the record as version ``v + 1`` writes it. Bumping :data:`SCHEMA_VERSION` means adding
+#: one entry here (and a test that loads a record of the old version).
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {0: _record_v0_to_v1}
+
+
+def migrate_record(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The record's JSON form upgraded to :data:`SCHEMA_VERSION`; a newer one is refused."""
     version = data.get("schema_version", 0)
-    if version > SCHEMA_VERSION:
-        raise ValueError(
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise SchemaError(
             f"result record has schema version {version}, newer than this zoo-bench reads "
             f"({SCHEMA_VERSION}); upgrade zoo-bench to read it"
         )
+    out = dict(data)
+    while version < SCHEMA_VERSION:
+        if version not in MIGRATIONS:
+            raise SchemaError(f"no migration from record schema version {version}; this record cannot be read")
+        out = MIGRATIONS[version](out)
+        version += 1
+    return out
+
+
+def record_from_dict(data: Mapping[str, Any]) -> CellRecord:
+    data = migrate_record(data)  # refuses a newer schema, upgrades an older one
     cell = {k: v for k, v in data["cell"].items() if k != "key"}
     error = data.get("error")
     return CellRecord(
@@ -89,5 +133,5 @@ def record_from_dict(data: Mapping[str, Any]) -> CellRecord:
         started_at=data.get("started_at", ""),
         duration_s=data.get("duration_s", 0.0),
         not_applicable=tuple(data.get("not_applicable", ())),
-        schema_version=version,
+        schema_version=data["schema_version"],
     )

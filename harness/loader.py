@@ -1,0 +1,272 @@
+"""Read stored runs into pandas DataFrames.
+
+``load_results(paths)`` accepts run directories (``<results-dir>/<run-id>/`` with
+``manifest.json`` and ``results.jsonl``) and results directories (every run inside), and returns a
+:class:`ResultSet` with three frames:
+
+* ``runs``: one row per run (manifest: id, trigger, start, commit and dirty flag, machine
+  fingerprint, the measured device peaks when the run has them);
+* ``cells``: one row per cell record (identity, status, error);
+* ``metrics``: one row per (run, cell, metric), with the run's and the cell's columns repeated, so
+  it can be filtered and pivoted on its own; ``samples`` holds each metric's raw samples as a
+  float array. A cell without metrics (skipped, or failed early) still has one row, with
+  ``metric`` empty.
+
+Records go through :func:`harness.records.migrate_record` (older schemas are upgraded, a newer one
+is refused with :class:`~harness.records.SchemaError`); manifests through :func:`migrate_manifest`.
+The records are read as JSON (orjson when installed), not as :class:`~harness.records.CellRecord`
+objects, and big runs in parallel processes, so that 10,000 cells load in a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+try:  # about twice as fast on records full of samples; json is the fallback
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - orjson is a dependency, but keep working without it
+    _loads = json.loads
+
+from harness.records import STATUSES, SchemaError, migrate_record
+from harness.store import MANIFEST_FILE, RESULTS_FILE
+
+MANIFEST_SCHEMA_VERSION = 1
+PARALLEL_BYTES = 32 << 20  # results files above this in total are parsed in parallel processes
+
+CELL_FIELDS = ("framework", "model", "task", "device", "precision", "batch_size", "freeze", "init", "variant")
+RUN_COLUMNS = ("run_id", "run", "path", "started_at", "finished_at", "run_status", "trigger", "commit", "dirty",
+               "zoo_bench", "fingerprint", "cpu_model", "logical_cpus")
+RUN_ONLY_COLUMNS = ("device_peak", "peaks", "hostname", "system", "arch", "python", "request")  # ``runs`` only
+CELL_COLUMNS = ("run", "cell_key", *CELL_FIELDS, "label", "status", "error_phase", "error_type", "error_message",
+                "framework_version", "threads", "duration_s")
+METRIC_COLUMNS = ("metric", "value", "unit", "direction", "n", "robust_cv", "iqr", "ci_low", "ci_high", "samples")
+
+
+class LoadError(ValueError):
+    """A path that holds no run, or a run that cannot be read; the message says which."""
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    runs: pd.DataFrame
+    cells: pd.DataFrame
+    metrics: pd.DataFrame
+
+    def run_labels(self) -> list[str]:
+        """Run labels in start order (oldest first)."""
+        return list(self.runs["run"])
+
+    def subset(self, runs: Iterable[str]) -> "ResultSet":
+        keep = set(runs)
+        return ResultSet(self.runs[self.runs["run"].isin(keep)], self.cells[self.cells["run"].isin(keep)],
+                         self.metrics[self.metrics["run"].isin(keep)])
+
+
+def find_runs(paths: Iterable[Path | str]) -> list[Path]:
+    """Run directories named by ``paths``: a run directory itself, or every run inside a results
+    directory (sorted by name). Raises :class:`LoadError` for a path that holds no run."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if (path / RESULTS_FILE).exists() or (path / MANIFEST_FILE).exists():
+            found.append(path)
+            continue
+        if not path.is_dir():
+            raise LoadError(f"{path}: no such run directory (expected {RESULTS_FILE} and {MANIFEST_FILE} in it, "
+                            "or a results directory holding runs)")
+        inner = sorted(p for p in path.iterdir() if (p / RESULTS_FILE).exists() or (p / MANIFEST_FILE).exists())
+        if not inner:
+            raise LoadError(f"{path}: holds no runs (no */{RESULTS_FILE}); pass a run directory or a results directory")
+        found += inner
+    return list(dict.fromkeys(found))
+
+
+def resolve_runs(names: Iterable[str], results_dir: Path | str = "results") -> list[Path]:
+    """Paths for command-line arguments: an existing path as given, otherwise a run id under
+    ``results_dir``. Raises :class:`LoadError` naming the runs that do exist."""
+    out = []
+    for name in names:
+        path = Path(name)
+        if path.exists():
+            out.append(path)
+        elif (Path(results_dir) / name).is_dir():
+            out.append(Path(results_dir) / name)
+        else:
+            known = sorted(p.parent.name for p in Path(results_dir).glob(f"*/{RESULTS_FILE}"))
+            hint = f"; runs in {results_dir}: {', '.join(known[-10:])}" if known else f"; {results_dir} holds no runs"
+            raise LoadError(f"no run {name!r}: not a directory, and not a run id under {results_dir}{hint}")
+    return out
+
+
+def migrate_manifest(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """Manifests have their own version (``schema_version``, 1 today); a newer one is refused."""
+    version = data.get("schema_version", 1)
+    if not isinstance(version, int) or version > MANIFEST_SCHEMA_VERSION:
+        raise SchemaError(f"{path}: run manifest has schema version {version}, newer than this zoo-bench reads "
+                          f"({MANIFEST_SCHEMA_VERSION}); upgrade zoo-bench to read it")
+    return dict(data)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a results file; a torn last line (a crash mid-write) is skipped."""
+    if not path.exists():
+        return []
+    lines = path.read_bytes().splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(_loads(line))
+        except ValueError:  # orjson refuses NaN, which records may hold: the json module reads it
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                if i == len(lines) - 1:
+                    continue
+                raise LoadError(f"{path}:{i + 1}: not a JSON record ({exc.msg})") from exc
+    return out
+
+
+def _run_row(run_dir: Path) -> dict[str, Any]:
+    manifest_path = run_dir / MANIFEST_FILE
+    manifest = migrate_manifest(json.loads(manifest_path.read_text()), manifest_path) if manifest_path.exists() else {}
+    machine = manifest.get("machine") or {}
+    stable = machine.get("stable") or {}
+    harness = manifest.get("harness") or {}
+    peaks = manifest.get("peaks") or {}  # {"cpu/fp32": {"gflops": ..., "source": ...}}, from the runner
+    return {
+        "run_id": manifest.get("run_id", run_dir.name), "run": manifest.get("run_id", run_dir.name),
+        "path": str(run_dir), "started_at": manifest.get("started_at"), "finished_at": manifest.get("finished_at"),
+        "run_status": manifest.get("status", "unknown" if manifest else "no manifest"),
+        "trigger": manifest.get("trigger", ""), "commit": harness.get("commit"), "dirty": harness.get("dirty"),
+        "zoo_bench": harness.get("zoo_bench"), "fingerprint": machine.get("fingerprint", ""),
+        "cpu_model": stable.get("cpu_model", ""), "logical_cpus": stable.get("logical_cpus"),
+        "device_peak": "; ".join(f"{k} {v.get('gflops', 0):,.1f} GFLOP/s ({v.get('source', '')})"
+                                 for k, v in peaks.items() if isinstance(v, Mapping)),
+        "peaks": peaks,
+        "hostname": (machine.get("volatile") or {}).get("hostname", ""), "system": stable.get("system", ""),
+        "arch": stable.get("machine", ""), "python": stable.get("python", ""), "request": manifest.get("request") or {},
+    }
+
+
+nan = math.nan
+_NO_SPREAD: dict[str, float] = {}
+
+
+def _float(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) else math.nan
+
+
+def load_results(paths: Iterable[Path | str], metrics: Iterable[str] | None = None) -> ResultSet:
+    """Every record of the runs named by ``paths`` (see :func:`find_runs`), oldest run first.
+    ``metrics`` keeps only those metrics in the metrics frame (much faster for big runs)."""
+    run_dirs = find_runs(paths)
+    runs = [_run_row(d) for d in run_dirs]
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r["run_id"]] = counts.get(r["run_id"], 0) + 1
+    for r in runs:  # the same run id twice (two results directories, a copied run): label by path
+        if counts[r["run_id"]] > 1:
+            path = Path(r["path"])
+            r["run"] = f"{path.parent.name}/{path.name}"
+    labels = [r["run"] for r in runs]
+    for r in runs:
+        if labels.count(r["run"]) > 1:
+            r["run"] = r["path"]
+    keep = None if metrics is None else frozenset(metrics)
+    jobs = [(d, r["run"], keep) for d, r in zip(run_dirs, runs)]
+    cells: list[tuple] = []
+    rows: list[tuple] = []  # (cell index, metric fields...)
+    for run_cells, run_rows in _read_all(jobs):
+        offset = len(cells)
+        cells += run_cells
+        rows += [(i + offset, *rest) for i, *rest in run_rows] if offset else run_rows
+    runs_df = pd.DataFrame(runs, columns=[*RUN_COLUMNS, *RUN_ONLY_COLUMNS])
+    runs_df["started_at"] = pd.to_datetime(runs_df["started_at"], utc=True, errors="coerce")
+    runs_df = runs_df.sort_values(["started_at", "run"], kind="stable", na_position="first").reset_index(drop=True)
+    runs_df.insert(0, "run_order", range(len(runs_df)))
+    cells_df = pd.DataFrame.from_records(cells, columns=list(CELL_COLUMNS))
+    cells_df.insert(0, "run_order", cells_df["run"].map(dict(zip(runs_df["run"], runs_df["run_order"]))).astype("int64"))
+    part = pd.DataFrame.from_records(rows, columns=["_cell", *METRIC_COLUMNS])
+    for col in ("value", "robust_cv", "iqr", "ci_low", "ci_high"):
+        if part[col].dtype == object:  # a null or a non-number somewhere: make it NaN, keep the column numeric
+            part[col] = pd.to_numeric(part[col], errors="coerce")
+    joined = cells_df.merge(runs_df[list(RUN_COLUMNS)], on="run", how="left")
+    metrics_df = pd.concat([joined.iloc[part["_cell"].to_numpy()].reset_index(drop=True),
+                            part.drop(columns="_cell")], axis=1)
+    metrics_df = metrics_df[["run_order", *RUN_COLUMNS, *CELL_COLUMNS[1:], *METRIC_COLUMNS]]
+    cells_df = cells_df.sort_values("run_order", kind="stable").reset_index(drop=True)
+    metrics_df = metrics_df.sort_values("run_order", kind="stable").reset_index(drop=True)
+    return ResultSet(runs_df.drop(columns="run_order"), cells_df, metrics_df)
+
+
+def _read_run(run_dir: Path, run: str, keep: frozenset[str] | None) -> tuple[list[tuple], list[tuple]]:
+    path = run_dir / RESULTS_FILE
+    cells: list[tuple] = []
+    rows: list[tuple] = []
+    for line_no, raw in enumerate(read_jsonl(path), 1):
+        try:
+            rec = migrate_record(raw)
+        except SchemaError as exc:
+            raise SchemaError(f"{path}:{line_no}: {exc}") from None
+        _add_record(rec, run, cells, rows, keep, f"{path}:{line_no}")
+    return cells, rows
+
+
+def _read_all(jobs: list[tuple[Path, str, frozenset[str] | None]]) -> list[tuple[list[tuple], list[tuple]]]:
+    """Parse the runs; big ones in parallel processes (parsing JSON is most of the time)."""
+    size = sum((d / RESULTS_FILE).stat().st_size for d, _, _ in jobs if (d / RESULTS_FILE).exists())
+    workers = min(len(jobs), len(os.sched_getaffinity(0)))
+    if workers < 2 or size < PARALLEL_BYTES or "fork" not in mp.get_all_start_methods():
+        return [_read_run(*job) for job in jobs]
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+        return list(pool.map(_read_run, *zip(*jobs)))
+
+
+def _add_record(rec: Mapping[str, Any], run: str, cells: list[tuple], rows: list[tuple], keep: set[str] | None,
+                where: str) -> None:
+    cell = rec.get("cell") or {}
+    status = rec.get("status")
+    if status not in STATUSES:
+        raise LoadError(f"{where}: status must be one of {STATUSES}, got {status!r}")
+    error = rec.get("error") or {}
+    versions = (rec.get("framework") or {}).get("versions") or {}
+    variant = cell.get("variant") or ""
+    index = len(cells)
+    cells.append((
+        run, cell.get("key") or _cell_key(cell), *(cell.get(f) for f in CELL_FIELDS[:-1]), variant,
+        f"{cell.get('framework')}:{variant}" if variant else cell.get("framework"),
+        status, error.get("phase", ""), error.get("type", ""), error.get("message", ""),
+        ", ".join(f"{k} {v}" for k, v in versions.items()),
+        (rec.get("environment") or {}).get("threads"), _float(rec.get("duration_s")),
+    ))
+    items = [(k, m) for k, m in (rec.get("metrics") or {}).items() if keep is None or k in keep]
+    for name, m in items or [("", {})]:
+        spread = m.get("spread") or _NO_SPREAD
+        samples = np.asarray(m.get("samples") or (), dtype=float)
+        rows.append((index, name, m.get("value", nan), m.get("unit", ""), m.get("direction", "info"),
+                     samples.size, spread.get("robust_cv", nan), spread.get("iqr", nan),
+                     spread.get("ci_low", nan), spread.get("ci_high", nan), samples))
+
+
+def _cell_key(cell: Mapping[str, Any]) -> str:
+    from harness.cells import Cell
+
+    fields = set(Cell.__dataclass_fields__)
+    return Cell(**{k: v for k, v in cell.items() if k in fields}).key
+
+
+def load_frame(paths: Iterable[Path | str]) -> pd.DataFrame:
+    """The long metrics frame of :func:`load_results`: one row per (run, cell, metric)."""
+    return load_results(paths).metrics
