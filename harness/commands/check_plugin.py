@@ -1,0 +1,71 @@
+"""``zoo check-plugin NAME``: run the conformance suite (:mod:`zoo.testing`) against one
+installed framework plugin and print what passed, what failed and why."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from zoo.testing import CHECKS, ConformanceReport, run_conformance
+from zoo.testing.report import FAILED, NOT_APPLICABLE, NOT_IMPLEMENTED, PASSED, SKIPPED
+
+from harness.commands.common import split_csv
+from harness.report import wide_console
+
+STYLES = {PASSED: "green", FAILED: "bold red", NOT_IMPLEMENTED: "yellow", NOT_APPLICABLE: "dim", SKIPPED: "dim"}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check-plugin", help="run the conformance suite against an installed framework plugin",
+        description="Check that framework NAME keeps the zoo contract: it is discovered through its entry "
+        "point, importing it imports no framework, it loads every supported zoo model from the canonical "
+        "checkpoint with logits matching the NumPy reference, trains one Adam step like torch, evaluates, "
+        "exports the canonical layout, reports memory, and synchronises inside its timed steps. "
+        "Exit status 0 when it conforms, 1 when not. See docs/writing-plugins.md.",
+    )
+    p.add_argument("name", metavar="NAME", help="framework name or alias, e.g. numpy")
+    p.add_argument("--checks", action="append", metavar="LIST", help=f"only these checks ({', '.join(CHECKS)})")
+    p.add_argument("-m", "--models", action="append", metavar="LIST",
+                   help="the zoo models to check (default: mlp, cnn and the plugin's own models)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="device (default: cpu)")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads of the runtime (default: 1)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    err = Console(stderr=True, soft_wrap=True)
+    try:
+        report = run_conformance(args.name, checks=split_csv(args.checks) or CHECKS,
+                                 models=split_csv(args.models), device=args.device, threads=args.threads,
+                                 plugins=args.plugins)
+    except ValueError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print_report(report, wide_console(), verbose=args.verbose)
+    return 0 if report.ok else 1
+
+
+def print_report(report: ConformanceReport, console: Console, verbose: bool = False) -> None:
+    table = Table(title=escape(f"zoo check-plugin {report.framework} · {report.origin}"), header_style="bold")
+    for column in ("check", "subject", "result", "details"):
+        table.add_column(column, overflow="fold")
+    for r in report.results:
+        table.add_row(r.check, escape(r.subject), f"[{STYLES[r.status]}]{r.status}[/]", escape(r.message))
+    console.print(table)
+    tracebacks = [r for r in report.results if r.detail and not r.ok]
+    for r in tracebacks if verbose else ():
+        console.print(f"[bold]{escape(r.title)}[/]", highlight=False)
+        console.print(r.detail, markup=False, highlight=False)
+    if tracebacks and not verbose:
+        console.print("[dim](tracebacks with zoo -v check-plugin ...)[/]")
+    style = "bold green" if report.ok else "bold red"
+    console.print(f"[{style}]{escape(report.summary())}[/]", highlight=False)

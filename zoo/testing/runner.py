@@ -1,0 +1,161 @@
+"""Run the conformance suite: every check in order, each result recorded, nothing raised."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from contextlib import contextmanager
+from typing import Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from zoo.contract import Framework
+from zoo.models import BUILTIN_MODELS, ModelSpec
+from zoo.testing import checks, discovery, sync, training
+from zoo.testing.context import Context, run_subject
+from zoo.testing.report import FAILED, PASSED, SKIPPED, CheckResult, ConformanceReport
+
+#: The models checked by default (with those the plugin registers itself): small, so the suite
+#: takes seconds. Others (the ResNets) are checked when named, e.g. ``--models resnet20``.
+CORE_MODELS = ("mlp", "cnn")
+
+#: The checks, in the order they run. Each is a plain function of a Context.
+CHECKS: tuple[str, ...] = (
+    "discovery", "lazy-import", "plan", "info", "load", "evaluate", "export", "fine-tune", "memory", "sync",
+)
+
+IN_PROCESS: Mapping[str, Callable[[Context], list[CheckResult]]] = {
+    "plan": checks.check_plan,
+    "info": checks.check_info,
+    "load": checks.check_load,
+    "evaluate": checks.check_evaluate,
+    "export": checks.check_export,
+    "fine-tune": training.check_fine_tune,
+    "memory": checks.check_memory,
+    "sync": sync.check_sync,
+}
+
+
+@contextmanager
+def worker_environment(env: Mapping[str, str]) -> Iterator[None]:
+    """Set what the host puts in a worker's environment (unless already set), restore after."""
+    saved = {k: os.environ.get(k) for k in env}
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_conformance(
+    framework: str | Framework,
+    *,
+    checks: Sequence[str] = CHECKS,
+    models: Sequence[str] = (),
+    device: str = "cpu",
+    threads: int | None = None,
+    seed: int = 0,
+    plugins: Sequence[str] = (),
+) -> ConformanceReport:
+    """Run the conformance suite against one framework adapter, in this process.
+
+    :param framework: a framework name (or alias), found through the installed plugins exactly as
+        ``zoo bench`` finds it; or a :class:`~zoo.contract.Framework` instance, to test an adapter
+        before it is packaged (the discovery checks are then skipped).
+    :param checks: which of :data:`CHECKS` to run (default: all).
+    :param models: the zoo models to check (default: :data:`CORE_MODELS` and the models the
+        plugin's own distribution registers; if the adapter supports none of them, the smallest
+        model it supports).
+    :param device: ``"cpu"`` or ``"gpu"``.
+    :param threads: the runtime's intra-op thread count (default 1: the checks are about
+        correctness, and one thread keeps them quick and steady on a busy machine).
+    :param plugins: modules to load explicitly, like ``zoo -p MODULE``.
+    :returns: a :class:`~zoo.testing.report.ConformanceReport`; it never raises for a broken adapter.
+
+    The adapter is prepared in this process (``prepare`` is called once, first), as a worker would:
+    run the suite in a fresh process (``zoo check-plugin``, or a pytest run of its own).
+    """
+    unknown = sorted(set(checks) - set(CHECKS))
+    if unknown:
+        raise ValueError(f"unknown checks {unknown}; choose from {', '.join(CHECKS)}")
+    order = [c for c in CHECKS if c in checks]
+    if isinstance(framework, Framework):
+        adapter, specs, module, own = framework, list(BUILTIN_MODELS), "", ()
+        report = ConformanceReport(framework.name, f"adapter object {type(framework).__name__}", order)
+        for name in ("discovery", "lazy-import"):
+            if name in order:
+                report.results.append(CheckResult(name, "", SKIPPED, "an adapter object was passed in; "
+                                                  "run with its name to check discovery"))
+    else:
+        found = discovery.discover(framework, plugins)
+        report = ConformanceReport(found.adapter.name if found.adapter else framework, found.origin, order)
+        report.results.append(found.result)
+        if found.adapter is None:
+            report.results += [CheckResult(c, "", SKIPPED, "needs discovery") for c in order if c != "discovery"]
+            return report
+        adapter, specs, module, own = found.adapter, found.models, found.module, found.own_models
+    ctx = Context(adapter, choose_models(adapter, specs, models, own, device), device=device,
+                  threads=threads or 1, seed=seed)
+    report.models = [s.name for s in ctx.models]
+
+    if module and "lazy-import" in order:
+        report.results += discovery.check_lazy_import(ctx, module)
+    thread_env = {k: str(ctx.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    try:
+        env = {**thread_env, **adapter.subprocess_env(ctx.runtime)}
+    except Exception:
+        env = thread_env  # the plan check reports it
+    with worker_environment(env):
+        for name in order:
+            if name in ("discovery", "lazy-import"):
+                continue
+            if name != "plan" and not ctx.prepared and not ctx.blocked:  # once, before the first call
+                prepared = run_subject(ctx, "info", "prepare", lambda: _prepare(ctx))
+                if prepared.status != PASSED:
+                    report.results.append(prepared)
+                    ctx.blocked = f"needs prepare(), which did not pass ({prepared.status})"
+            if ctx.blocked:
+                if not report.results_for(name):
+                    report.results.append(CheckResult(name, "", SKIPPED, ctx.blocked))
+                continue
+            try:
+                report.results += IN_PROCESS[name](ctx)
+            except Exception as exc:  # a bug in a check, or an adapter raising where it may not
+                report.results.append(CheckResult(name, "", FAILED, f"{type(exc).__name__}: {exc}",
+                                                  traceback.format_exc()))
+    return report
+
+
+def choose_models(adapter: Framework, specs: Sequence[ModelSpec], names: Sequence[str], own: Sequence[str],
+                  device: str) -> list[ModelSpec]:
+    """``names`` if given; else the core models plus the plugin's own; else, when the adapter
+    supports none of those, the smallest model it supports."""
+    if names:
+        missing = sorted(set(names) - {s.name for s in specs})
+        if missing:
+            raise ValueError(f"unknown models {missing}; registered: {', '.join(s.name for s in specs)}")
+        return [s for s in specs if s.name in names]
+    chosen = [s for s in specs if s.name in CORE_MODELS or s.name in own]
+    if any(_supports(adapter, s, device) for s in chosen):
+        return chosen
+    supported = [s for s in specs if _supports(adapter, s, device)]
+    size = lambda s: sum(int(np.prod(p.shape)) for p in s.parameters((8, 8, 1), 10))  # noqa: E731
+    return [min(supported, key=size)] if supported else chosen
+
+
+def _supports(adapter: Framework, spec: ModelSpec, device: str) -> bool:
+    try:
+        return bool(adapter.supports(spec, device, "fp32").ok)
+    except Exception:  # the plan check reports it
+        return False
+
+
+def _prepare(ctx: Context) -> str:
+    ctx.call("prepare", ctx.runtime)
+    ctx.prepared = True
+    return f"prepare(Runtime(device={ctx.device!r}, threads={ctx.threads}, seed={ctx.seed}))"
