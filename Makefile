@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.zoo-installed
 # Everything the default set-up installs: the host, the three built-in plugins, test tools.
-INSTALL := -e . -e plugins/zoo-torch -e "plugins/zoo-tf[cpu]" -e plugins/zoo-jax "pytest>=8"
+INSTALL := -e ".[parquet]" -e plugins/zoo-torch -e "plugins/zoo-tf[cpu]" -e plugins/zoo-jax "pytest>=8"
 BENCH_ARGS ?=
 
 .PHONY: bench test install clean

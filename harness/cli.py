@@ -9,9 +9,13 @@ import argparse
 import sys
 from typing import Sequence
 
-from harness.commands import bench, models, plugins, pretrain, tasks
+from harness.commands import (
+    bench, check_plugin, compare, export, fetch, history, import_weights, models, new_plugin, plugins, pretrain, report,
+    tasks,
+)
 
-COMMANDS = (bench, plugins, models, tasks, pretrain)
+COMMANDS = (bench, report, compare, history, export, plugins, models, tasks, pretrain, import_weights, fetch,
+            new_plugin, check_plugin)
 
 
 def build_parser() -> argparse.ArgumentParser:
