@@ -3,8 +3,9 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.zoo-installed
-# Everything the default set-up installs: the host, the three built-in plugins, test tools.
-INSTALL := -e ".[parquet]" -e plugins/zoo-torch -e "plugins/zoo-tf[cpu]" -e plugins/zoo-jax "pytest>=8"
+# Everything the default set-up installs: the host, the three built-in plugins, test tools, and
+# torchvision 0.28.0 (pinned to torch 2.13; its CUDA ops are unused) for the real-torchvision ResNet tests.
+INSTALL := -e ".[parquet]" -e plugins/zoo-torch -e "plugins/zoo-tf[cpu]" -e plugins/zoo-jax "pytest>=8" torchvision==0.28.0 pillow
 BENCH_ARGS ?=
 
 .PHONY: bench test install clean
