@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,38 @@ def needs_plugin(*distributions: str):
     """Skip unless these plugin distributions are installed (``make test`` installs all)."""
     missing = [d for d in distributions if not plugin_installed(d)]
     return pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not installed (make test installs every plugin)")
+
+
+#: The built-in framework plugins that are installed here, by framework name.
+BUILTIN_FRAMEWORKS = {"torch": "zoo-torch", "tf": "zoo-tf", "jax": "zoo-jax"}
+INSTALLED_FRAMEWORKS = [name for name, dist in BUILTIN_FRAMEWORKS.items() if plugin_installed(dist)]
+needs_two_frameworks = pytest.mark.skipif(
+    len(INSTALLED_FRAMEWORKS) < 2, reason=f"needs two framework plugins, have {INSTALLED_FRAMEWORKS}")
+
+
+class NullMeter:
+    """A meter for in-process adapter tests: asks for synchronisation at every step, times nothing."""
+
+    @contextmanager
+    def step(self, samples):
+        yield True
+
+    def end_epoch(self, model):
+        pass
+
+
+@pytest.fixture(scope="session")
+def adapters():
+    """Every installed built-in adapter, prepared once per test process (TF's thread settings can
+    only be applied once)."""
+    from harness.plugin_manager import load_plugins
+    from harness.registry import build_registry
+    from zoo.contract import Runtime
+
+    registry = build_registry(load_plugins(autoload=True))
+    out = {}
+    for name in INSTALLED_FRAMEWORKS:
+        adapter = registry.framework(name).item
+        adapter.prepare(Runtime("cpu", "fp32", threads=2, seed=0))
+        out[name] = adapter
+    return out

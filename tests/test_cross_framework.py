@@ -6,45 +6,21 @@ comparison tests skip."""
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 
-from conftest import plugin_installed, run_zoo
-from harness.plugin_manager import load_plugins
-from harness.registry import build_registry
+from conftest import INSTALLED_FRAMEWORKS as INSTALLED
+from conftest import NullMeter
+from conftest import needs_two_frameworks as needs_two, run_zoo
 from zoo.batching import eval_order
 from zoo.checkpoints import load_checkpoint
-from zoo.contract import EvalData, FineTuneConfig, Runtime, TrainData
+from zoo.contract import EvalData, FineTuneConfig, TrainData
 from zoo.init import with_new_head
 from zoo.models import BUILTIN_MODELS
 from zoo.tasks.digits import load_digits_task
 
-BUILTIN = {"torch": "zoo-torch", "tf": "zoo-tf", "jax": "zoo-jax"}
-INSTALLED = [name for name, dist in BUILTIN.items() if plugin_installed(dist)]
 SPECS = {s.name: s for s in BUILTIN_MODELS}
-needs_two = pytest.mark.skipif(len(INSTALLED) < 2, reason=f"needs two framework plugins, have {INSTALLED}")
-
-
-class NullMeter:
-    @contextmanager
-    def step(self, samples):
-        yield True
-
-    def end_epoch(self, model):
-        pass
-
-
-@pytest.fixture(scope="module")
-def adapters():
-    registry = build_registry(load_plugins(autoload=True))
-    out = {}
-    for name in INSTALLED:
-        adapter = registry.framework(name).item
-        adapter.prepare(Runtime("cpu", "fp32", threads=2, seed=0))
-        out[name] = adapter
-    return out
 
 
 def start_weights(model: str) -> dict[str, np.ndarray]:

@@ -14,17 +14,16 @@ so running statistics are compared with the same tolerance as parameters.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 
-from conftest import plugin_installed
-from harness.plugin_manager import load_plugins
-from harness.registry import build_registry
+from conftest import INSTALLED_FRAMEWORKS as INSTALLED
+from conftest import NullMeter
+from conftest import needs_two_frameworks as needs_two
 from zoo.batching import eval_order, train_order
 from zoo.checkpoints import load_checkpoint
-from zoo.contract import EvalData, FineTuneConfig, Runtime, TrainData
+from zoo.contract import EvalData, FineTuneConfig, TrainData
 from zoo.importers import import_weights
 from zoo.init import init_weights, with_new_head
 from zoo.models import ResNetSpec, builtin_model
@@ -34,30 +33,7 @@ from zoo.tasks.images import load_cifar_shaped
 torch = pytest.importorskip("torch")
 import torchvision_mirror as tvm  # noqa: E402
 
-BUILTIN = {"torch": "zoo-torch", "tf": "zoo-tf", "jax": "zoo-jax"}
-INSTALLED = [name for name, dist in BUILTIN.items() if plugin_installed(dist)]
-needs_two = pytest.mark.skipif(len(INSTALLED) < 2, reason=f"needs two framework plugins, have {INSTALLED}")
 RESNET18 = builtin_model("resnet18")
-
-
-class NullMeter:
-    @contextmanager
-    def step(self, samples):
-        yield True
-
-    def end_epoch(self, model):
-        pass
-
-
-@pytest.fixture(scope="module")
-def adapters():
-    registry = build_registry(load_plugins(autoload=True))
-    out = {}
-    for name in INSTALLED:
-        adapter = registry.framework(name).item
-        adapter.prepare(Runtime("cpu", "fp32", threads=2, seed=0))
-        out[name] = adapter
-    return out
 
 
 def load(adapter, spec, weights, shape, classes, freeze="none"):
