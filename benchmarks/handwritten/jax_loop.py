@@ -10,6 +10,8 @@ from common import data, parse, report, windows  # noqa: E402
 args = parse()
 os.environ.setdefault("PJRT_NPROC", str(args.threads))
 
+from functools import partial  # noqa: E402
+
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -44,7 +46,7 @@ x_all, y_all = jnp.asarray(d.x_train), jnp.asarray(d.y_train, dtype=jnp.int32)
 x_test = jnp.asarray(d.x_test)
 
 
-@jax.jit
+@partial(jax.jit, donate_argnums=(0, 1))  # parameters and Adam state updated in place
 def train_step(params, opt_state, idx):
     def loss_fn(p):
         logits = model.apply(p, x_all[idx])

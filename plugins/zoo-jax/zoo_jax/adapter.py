@@ -192,10 +192,11 @@ class JaxFramework(Framework):
         for epoch, batches in enumerate(data.epochs(), start=1):
             for x, y in batches:
                 with meter.step(len(x)) as sync:
-                    xb = jax.device_put(x, model.device)
-                    yb = jax.device_put(y.astype(np.int32), model.device)  # jax is 32-bit by default
+                    # NumPy batches go straight into the jitted step: its C++ dispatch copies them to
+                    # the device of the (committed) parameters, 3-4x cheaper per call than a Python
+                    # ``jax.device_put`` (which dominated the MLP's 30 us steps).
                     trainable, state, opt_state, loss = train_step(
-                        model.module, config, trainable, state, opt_state, frozen, xb, yb)
+                        model.module, config, trainable, state, opt_state, frozen, x, y.astype(np.int32))
                     if sync is not False:  # dispatch is async: wait when the host asks
                         jax.block_until_ready((trainable, state, loss))
                 losses.append(loss)
@@ -209,14 +210,12 @@ class JaxFramework(Framework):
         return FineTuneResult(new, [float(v) for v in np.asarray(jnp.stack(losses))] if losses else [])
 
     def evaluate(self, model: JaxModel, data: EvalData, meter: Meter) -> np.ndarray:
-        import jax
-
         from zoo_jax.steps import forward
 
         outputs = []
         for x in data.batches():
             with meter.step(len(x)) as sync:
-                logits = forward(model.module, model.params, jax.device_put(x, model.device))
+                logits = forward(model.module, model.params, x)  # copied to the params' device by jit
                 if sync is not False:
                     logits.block_until_ready()
             outputs.append(logits)

@@ -9,6 +9,7 @@ The ResNets are in :mod:`zoo_torch.resnet`.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Mapping
 
 import numpy as np
@@ -26,7 +27,10 @@ class Backbone(nn.Module):
     bf16: bool = False
 
     def _autocast(self, x: torch.Tensor):
-        return torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        # A disabled autocast context still costs ~5 us per forward, a tenth of the MLP's step.
+        if not self.bf16:
+            return nullcontext()
+        return torch.autocast(device_type=x.device.type, dtype=torch.bfloat16)
 
     @staticmethod
     def torch_key(canonical: str) -> str:
