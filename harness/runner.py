@@ -18,6 +18,7 @@ from zoo.models.spec import parse_freeze
 
 from harness import machine, peak
 from harness.cell_runner import run_cell
+from harness.repeats import merge_repeats
 from harness.cells import Cell, CellPlan, Settings
 from harness.plugin_manager import PluginHost
 from harness.records import CellRecord, ErrorInfo, record_to_dict, record_to_json
@@ -51,6 +52,7 @@ class BenchRequest:
     windows: int = 5
     window_steps: int = 0
     warmup_cap: int = 50
+    repeats: int = 1  # worker processes per cell, merged into one record (harness.repeats)
     timeout_s: float = 900.0
     results_dir: Path = Path("results")
     run_id: str = ""
@@ -106,8 +108,8 @@ def plan_cells(request: BenchRequest, registry: Registry, run_id: str) -> list[P
         if value is not None and value < 1:
             raise PlanError(f"{name} must be at least 1, got {value}")
     if request.threads < 1 or request.windows < 1 or request.timeout_s <= 0 or request.window_steps < 0 \
-            or request.warmup_cap < 1:
-        raise PlanError("--threads, --windows and --warmup-cap must be at least 1, --window-steps at least 0 "
+            or request.warmup_cap < 1 or request.repeats < 1:
+        raise PlanError("--threads, --windows, --warmup-cap and --repeats must be at least 1, --window-steps at least 0 "
                         "and --timeout positive")
     frameworks = resolve_frameworks(request.frameworks, registry)
     models = [registry.model(m) for m in request.models]
@@ -187,7 +189,9 @@ class CellEvent:
     cell: Cell
     index: int  # 0-based position in the run
     total: int
-    record: CellRecord | None = None
+    record: CellRecord | None = None  # with --repeats, this repeat's record
+    repeat: int = 1  # which of the cell's ``repeats`` worker processes (1-based)
+    repeats: int = 1
 
 
 Event = Callable[[CellEvent], None]
@@ -201,6 +205,7 @@ class RunOutcome:
     store_error: str = ""  # the results could not be written (disk full): the run stopped
     unsaved: str = ""  # the JSON of the record that could not be written, so it is not lost
     already_done: list[CellRecord] = field(default_factory=list)  # --resume: kept from before
+    quietness: dict = field(default_factory=dict)  # the matmul probe at the run's start and end
 
 
 def _new_manifest(request: BenchRequest, planned: list[PlannedCell], host: PluginHost, run_id: str) -> dict:
@@ -231,7 +236,8 @@ def request_from_manifest(results_dir: Path, run_id: str) -> BenchRequest:
 
 def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
               on_event: Event | None = None, resume: bool = False) -> RunOutcome:
-    """Run every planned cell, one at a time, storing each record as it finishes.
+    """Run every planned cell, one at a time, storing each record as it finishes (with
+    ``request.repeats`` > 1: in rounds, each cell's record merged from its repeats after the last).
 
     With ``resume``, ``request.run_id`` names an earlier run in ``request.results_dir``: cells
     whose latest record is ok or skipped are kept, the others (missing, failed, timeout) run again
@@ -260,28 +266,46 @@ def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
         done = []
         store.write_manifest(manifest)
         manifest["peaks"] = measure_peaks(planned, request.threads)
+        start = manifest["peaks"].get("cpu/fp32") or asdict(peak.measure("cpu", "fp32", request.threads))
+        manifest["quietness"] = {"start_gflops": start["gflops"]}
     planned = with_peaks(planned, manifest.get("peaks", {}))
     store.write_manifest(manifest)
     emit = on_event or (lambda _event: None)
     outcome = RunOutcome(store, [], already_done=done)
+    repeats = max(1, request.repeats)
+    runs: dict[str, list[CellRecord]] = {p.cell.key: [] for p in planned}
+    total = len(planned) * repeats
     try:
-        for index, p in enumerate(planned):
-            emit(CellEvent("start", p.cell, index, len(planned)))
+        # With --repeats, round r runs every cell's r-th repeat: a cell's processes are spread over
+        # the whole run, so a slow spell of the machine hits one repeat of several cells rather
+        # than every repeat of one (harness/repeats.py).
+        for index, (r, p) in enumerate((r, p) for r in range(repeats) for p in planned):
+            key = p.cell.key
+            if r > 0 and (p.plan is None or runs[key][-1].status != "ok"):
+                continue  # skipped, or failed in an earlier repeat: its record is already stored
+            emit(CellEvent("start", p.cell, index, total, repeat=r + 1, repeats=repeats))
             try:
-                record = _run_one(p, request, registry, store, run_id)
+                record = _run_one(p, request, registry, store, run_id, repeat=r)
             except OSError as exc:  # no room for the cell's plan or log: nothing measured yet
                 outcome.store_error = (
-                    f"cannot start cell {p.cell.key} in {store.dir}: {exc.strerror or exc}; free some space, "
+                    f"cannot start cell {key} in {store.dir}: {exc.strerror or exc}; free some space, "
                     f"then `zoo bench --resume {run_id}` runs the cells that are missing")
                 break
+            runs[key].append(record)
+            final = r == repeats - 1 or p.plan is None or record.status != "ok"
+            cell_record = merge_repeats(runs[key], repeats) if final else None
             try:
-                store.append(record)
+                if repeats > 1 and p.plan is not None:
+                    store.append_repeat(record)
+                if cell_record is not None:
+                    store.append(cell_record)
             except StoreError as exc:
-                outcome.store_error, outcome.unsaved = str(exc), record_to_json(record)
+                outcome.store_error, outcome.unsaved = str(exc), record_to_json(cell_record or record)
                 break
-            outcome.records.append(record)
-            notify_observers(host, record)
-            emit(CellEvent("end", p.cell, index, len(planned), record))
+            if cell_record is not None:
+                outcome.records.append(cell_record)
+                notify_observers(host, cell_record)
+            emit(CellEvent("end", p.cell, index, total, record, repeat=r + 1, repeats=repeats))
     except KeyboardInterrupt:
         outcome.interrupted = True
     if outcome.store_error:
@@ -290,6 +314,9 @@ def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
     else:
         manifest["status"] = "interrupted" if outcome.interrupted else "completed"
     manifest["finished_at"] = utc_now()
+    if outcome.records and not outcome.store_error:
+        manifest["quietness"] = outcome.quietness = quietness(
+            manifest.get("quietness", {}).get("start_gflops", 0.0), request.threads)
     try:
         store.write_manifest(manifest)
         (store.dir / "work").rmdir()
@@ -304,6 +331,20 @@ def measure_peaks(planned: list[PlannedCell], threads: int) -> dict[str, dict]:
     return {f"{device}/{precision}": asdict(peak.measure(device, precision, threads)) for device, precision in pairs}
 
 
+#: A change of the matmul probe between a run's start and end beyond this says the machine was busy.
+QUIET_CHANGE = 0.05
+
+
+def quietness(start_gflops: float, threads: int) -> dict:
+    """The CPU matmul probe of :mod:`harness.peak` measured again at the end of a run and set
+    beside its value at the start: a machine whose speed changed during the run was not quiet,
+    and its numbers shifted with it (an input to ``zoo bench``'s warning, kept in the manifest)."""
+    end = peak.measure("cpu", "fp32", threads).gflops
+    change = end / start_gflops - 1 if start_gflops > 0 and end > 0 else None
+    return {"probe": "best of 5 numpy float32 2048x2048 matmuls", "start_gflops": start_gflops, "end_gflops": end,
+            "change": change, "quiet": None if change is None else abs(change) <= QUIET_CHANGE}
+
+
 def with_peaks(planned: list[PlannedCell], peaks: dict[str, dict]) -> list[PlannedCell]:
     out = []
     for p in planned:
@@ -314,11 +355,13 @@ def with_peaks(planned: list[PlannedCell], peaks: dict[str, dict]) -> list[Plann
     return out
 
 
-def _run_one(p: PlannedCell, request: BenchRequest, registry: Registry, store: RunStore, run_id: str) -> CellRecord:
+def _run_one(p: PlannedCell, request: BenchRequest, registry: Registry, store: RunStore, run_id: str,
+             repeat: int = 0) -> CellRecord:
     if p.plan is None:
         return CellRecord(run_id, p.cell, "skipped", error=ErrorInfo("plan", "Unsupported", p.skip_reason),
                           started_at=utc_now())
-    record = run_cell(p.plan, store.dir / "work", store.log_path(p.cell.key), request.timeout_s)
+    log = store.log_path(p.cell.key if repeat == 0 else f"{p.cell.key}.repeat{repeat + 1}")
+    record = run_cell(p.plan, store.dir / "work", log, request.timeout_s)
     origin = registry.frameworks[p.cell.framework].origin
     return replace(record, environment={
         **record.environment,

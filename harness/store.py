@@ -18,6 +18,9 @@ from zoo.checkpoints import atomic_write_bytes
 from harness.records import CellRecord, record_from_dict, record_to_json
 
 RESULTS_FILE = "results.jsonl"
+#: ``zoo bench --repeats``: each worker process's own record, kept until the cell's merged record
+#: is in ``results.jsonl`` (and after: it is the raw material of the merge).
+REPEATS_FILE = "repeats.jsonl"
 MANIFEST_FILE = "manifest.json"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 #: Free space a run needs before it starts: records are small, but each cell also writes its log.
@@ -101,15 +104,26 @@ class RunStore:
     def read_manifest(self) -> dict[str, Any]:
         return json.loads(self.manifest_path.read_text())
 
+    @property
+    def repeats_path(self) -> Path:
+        return self.dir / REPEATS_FILE
+
     def append(self, record: CellRecord) -> None:
         """Append one record as a single write on an O_APPEND descriptor, then fsync. A write
         that fails (disk full) is undone, so the file never ends in a torn line, and raises
         :class:`StoreError`."""
+        self._append(self.results_path, record)
+
+    def append_repeat(self, record: CellRecord) -> None:
+        """Keep the record of one repeat of a cell (``--repeats``), the same way."""
+        self._append(self.repeats_path, record)
+
+    def _append(self, path: Path, record: CellRecord) -> None:
         line = (record_to_json(record) + "\n").encode()
         try:
-            fd = os.open(self.results_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StoreError(f"cannot open {self.results_path}: {exc.strerror or exc}") from exc
+            raise StoreError(f"cannot open {path}: {exc.strerror or exc}") from exc
         try:
             size = os.fstat(fd).st_size
             written = os.write(fd, line)
@@ -122,7 +136,7 @@ class RunStore:
             except OSError:
                 pass
             raise StoreError(
-                f"could not save the record of cell {record.cell.key} to {self.results_path}: "
+                f"could not save the record of cell {record.cell.key} to {path}: "
                 f"{exc.strerror or exc}; free some space, then `zoo bench --resume {self.run_id}` "
                 "re-runs the cells that are missing"
             ) from exc

@@ -58,6 +58,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="steps per timing window (default: enough for a window of at least 50 ms, at least 5)")
     p.add_argument("--warmup-cap", type=int, default=50,
                    help="most warm-up steps before the windows; the steady point is detected (default: 50)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="worker processes per cell, run back to back and merged into one record: the CI then "
+                        "covers process-to-process noise (default: 1; use 3 or more for baselines)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before a cell is killed (default: 900)")
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="where runs are stored (default: results)")
     p.add_argument("--run-id", default="", help="name of this run (default: a timestamp)")
@@ -80,7 +83,7 @@ def request_from_args(args: argparse.Namespace) -> BenchRequest:
         precisions=split_csv(args.precision) or ["fp32"],
         batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.lr, freeze=args.freeze,
         init=args.init, seed=args.seed, windows=args.windows, window_steps=args.window_steps,
-        warmup_cap=args.warmup_cap, timeout_s=args.timeout,
+        warmup_cap=args.warmup_cap, repeats=args.repeats, timeout_s=args.timeout,
         results_dir=args.results_dir, run_id=args.run_id, checkpoint_dir=args.checkpoint_dir,
         checkpoint=args.checkpoint, trigger=args.trigger,
     )
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     except (PlanError, StoreError, KeyError, TypeError) as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} cells"),
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} " + ("cells" if request.repeats == 1 else "cell runs")),
                         TimeElapsedColumn(), console=err, transient=True)
     bar = None
 
@@ -113,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         nonlocal bar
         cell = event.cell
         label = f"{cell.label} {cell.model} {cell.task} {cell.precision}"
+        if event.repeats > 1:
+            label += f" (repeat {event.repeat}/{event.repeats})"
         if err.is_terminal:
             if bar is None:
                 progress.start()
@@ -134,6 +139,12 @@ def run(args: argparse.Namespace) -> int:
     records = outcome.already_done + outcome.records
     print_results(records, console, title=f"zoo bench · run {outcome.store.run_id}")
     console.print(f"results: {outcome.store.results_path}", highlight=False)
+    quiet = outcome.quietness
+    if quiet.get("quiet") is False:
+        err.print(f"[yellow]warning:[/] this machine's matmul speed changed by {100 * quiet['change']:+.0f}% between "
+                  f"the start and the end of the run ({quiet['start_gflops']:.0f} -> {quiet['end_gflops']:.0f} GFLOP/s): "
+                  "it was not quiet, so its throughputs moved too. Compare them with care, or rerun on an idle "
+                  "machine (docs/measurement.md, 'Noise').", highlight=False)
     if outcome.store_error:
         err.print(f"[bold red]error:[/] {escape(outcome.store_error)}", highlight=False)
         if outcome.unsaved:

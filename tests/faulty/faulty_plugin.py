@@ -2,7 +2,8 @@
 
 Their healthy base runs the NumPy reference forward pass and "trains" by doing nothing but
 timing the steps; each subclass breaks exactly one thing: it hangs, aborts, segfaults, is
-killed like the OOM killer does, exhausts a memory limit, raises, or returns wrong logits.
+killed like the OOM killer does, exhausts a memory limit, raises, returns wrong logits, or
+crashes in its second worker process only (``flaky``, for ``--repeats``).
 Load with ``zoo -p faulty_plugin`` and this directory on PYTHONPATH.
 """
 
@@ -129,6 +130,23 @@ class WrongShape(Healthy):
         return np.zeros((3, 7), dtype=np.float32)
 
 
+class Flaky(Healthy):
+    """Fine in its first worker process, aborts in the second (``zoo bench --repeats``): the
+    process count is kept in the file ``$FLAKY_COUNTER``."""
+
+    name = "flaky"
+
+    def prepare(self, runtime):
+        counter = os.environ["FLAKY_COUNTER"]
+        runs = int(open(counter).read() or 0) + 1 if os.path.exists(counter) else 1
+        with open(counter, "w") as fh:
+            fh.write(str(runs))
+        if runs == 2:
+            os.abort()
+        super().prepare(runtime)
+
+
 @zoo.hookimpl
 def zoo_frameworks():
-    return [cls() for cls in (Healthy, LegacyV1, Hang, Abort, Segfault, OomKilled, MemoryHog, Raises, NaNLogits, WrongShape)]
+    return [cls() for cls in (Healthy, LegacyV1, Hang, Abort, Segfault, OomKilled, MemoryHog, Raises, NaNLogits,
+                              WrongShape, Flaky)]

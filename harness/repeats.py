@@ -1,0 +1,120 @@
+"""One cell measured in several worker processes (``zoo bench --repeats R``), merged into the
+one record the results store keeps for the cell.
+
+Why processes and not more windows: on a shared machine, and even on a quiet one, a process has
+its own luck (memory layout, which cores its threads landed on, what the rest of the machine did
+in those seconds). Windows inside one process agree with each other more than with the next
+run's, so a CI computed from one process is too narrow to predict the next run. Pooling the
+windows of R processes and bootstrapping processes first (:func:`harness.stats.summarize_groups`)
+gives an interval that back-to-back runs can be held to.
+
+How each metric is merged:
+
+* metrics with raw samples (throughput windows, batch-1 latencies): all samples pooled, value
+  and spread from :func:`~harness.stats.summarize_groups`; the latency percentiles p90/p99 are
+  recomputed over the pooled latencies;
+* ``train_gflops`` and ``train_utilisation``: the merged training throughput times the FLOPs per
+  sample (the same in every repeat);
+* every other metric (accuracy, compile time, wall times, memory): the median over repeats, with
+  the per-repeat values as its samples, so it gets a spread and a CI too; a curve (``info`` with
+  samples, the accuracy per epoch) is the first repeat's.
+
+A repeat that fails makes the cell failed (with that repeat's error, named); the metrics of the
+repeats that finished are kept in the record, as a failing phase keeps what was measured before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+
+from harness.records import CellRecord, ErrorInfo, Metric
+from harness.stats import percentile, summarize_groups
+
+#: Metrics whose value is a percentile of another metric's samples.
+PERCENTILES = {"latency_p90_ms": ("latency_p50_ms", 90.0), "latency_p99_ms": ("latency_p50_ms", 99.0)}
+#: Metrics proportional to the training throughput (its value times a per-sample constant).
+PER_TRAIN_SAMPLE = ("train_gflops", "train_utilisation")
+
+
+def merge_repeats(records: Sequence[CellRecord], planned: int | None = None) -> CellRecord:
+    """The cell's record from the records of its repeats (in the order they ran); ``planned`` is
+    how many were asked for (more than ran when one failed: the rest were not started)."""
+    if not records:
+        raise ValueError("no repeats to merge")
+    planned = planned or len(records)
+    if planned == 1:
+        return records[0]
+    ok = [r for r in records if r.status == "ok"]
+    first_bad = next((i for i, r in enumerate(records) if r.status != "ok"), None)
+    metrics = _merge_metrics(ok or [records[first_bad]])
+    base = ok[0] if ok else records[0]
+    error = None
+    status = "ok"
+    if first_bad is not None:
+        bad = records[first_bad]
+        status = bad.status
+        if bad.error is not None:
+            error = replace(bad.error, message=f"repeat {first_bad + 1} of {planned}: {bad.error.message}")
+        else:
+            error = ErrorInfo("worker", "RepeatFailed", f"repeat {first_bad + 1} of {planned} ended {bad.status}")
+    per_repeat = {name: [r.metrics[name].value if name in r.metrics else None for r in records]
+                  for name in sorted({n for r in records for n in r.metrics})}
+    environment = {
+        **base.environment,
+        "repeats": {
+            "count": len(records),
+            "planned": planned,
+            "statuses": [r.status for r in records],
+            "durations_s": [r.duration_s for r in records],
+            "values": per_repeat,  # each metric's headline value in each repeat (None: not measured)
+        },
+    }
+    return replace(base, status=status, metrics=metrics, error=error, environment=environment,
+                   started_at=records[0].started_at, duration_s=sum(r.duration_s for r in records))
+
+
+def _merge_metrics(records: Sequence[CellRecord]) -> dict[str, Metric]:
+    names = [n for n in records[0].metrics]
+    names += sorted({n for r in records[1:] for n in r.metrics} - set(names))
+    out: dict[str, Metric] = {}
+    for name in names:
+        found = [r.metrics[name] for r in records if name in r.metrics]
+        if name in PERCENTILES or name in PER_TRAIN_SAMPLE:
+            continue  # derived below, from the merged metric they depend on
+        if found[0].direction == "info" and found[0].samples:
+            out[name] = found[0]  # a curve (accuracy per epoch), not repeated measurements: the first repeat's
+        elif len(found[0].samples) > 1:
+            out[name] = _pooled(found)
+        else:
+            out[name] = _per_repeat(found)
+    for name, (source, q) in PERCENTILES.items():
+        found = [r.metrics[name] for r in records if name in r.metrics]
+        if not found:
+            continue
+        pooled = [s for r in records if source in r.metrics for s in r.metrics[source].samples]
+        out[name] = (Metric(percentile(pooled, q), found[0].unit, found[0].direction) if pooled
+                     else _per_repeat(found))
+    for name in PER_TRAIN_SAMPLE:
+        pairs = [(r.metrics[name].value, r.metrics["train_throughput"].value) for r in records
+                 if name in r.metrics and "train_throughput" in r.metrics and r.metrics["train_throughput"].value > 0]
+        if pairs and "train_throughput" in out:
+            per_sample = float(np.median([v / t for v, t in pairs]))
+            unit, direction = records[0].metrics[name].unit, records[0].metrics[name].direction
+            out[name] = Metric(out["train_throughput"].value * per_sample, unit, direction)
+    return out
+
+
+def _pooled(found: Sequence[Metric]) -> Metric:
+    groups = [m.samples for m in found if m.samples]
+    s = summarize_groups(groups)
+    first = found[0]
+    return Metric(s.median, first.unit, first.direction, tuple(v for g in groups for v in g),
+                  {"iqr": s.iqr, "robust_cv": s.robust_cv, "ci_low": s.ci_low, "ci_high": s.ci_high, "n": s.n,
+                   "groups": len(groups)})
+
+
+def _per_repeat(found: Sequence[Metric]) -> Metric:
+    return Metric.from_samples([m.value for m in found], found[0].unit, found[0].direction)
