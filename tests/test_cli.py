@@ -133,8 +133,23 @@ def test_default_variant_and_plain_name_are_the_same_cell():
         "torch/bf16", "torch/fp32", "torch:compile/bf16", "torch:compile/fp32"]
 
 
+@pytest.mark.slow
+@needs_plugin("zoo-jax")
+def test_jax_sync_variant_turns_cpu_async_dispatch_off_in_its_worker(tmp_path):
+    proc = run_zoo("bench", "-f", "jax,jax:sync", "-m", "mlp", "--epochs", "1", "--windows", "2",
+                   "--results-dir", str(tmp_path), "--run-id", "sync")
+    assert proc.returncode == 0, proc.stderr
+    records = {(r := json.loads(line))["cell"]["variant"]: r
+               for line in (tmp_path / "sync" / "results.jsonl").read_text().splitlines()}
+    assert records[""]["framework"]["details"]["cpu_async_dispatch"] is True
+    assert records["sync"]["framework"]["details"]["cpu_async_dispatch"] is False
+    # the same program: the same fine-tune, to the last digit of the accuracy
+    assert records["sync"]["metrics"]["accuracy"]["value"] == records[""]["metrics"]["accuracy"]["value"]
+
+
 @needs_plugin("zoo-torch")
 def test_freeze_policy_that_does_not_fit_the_model_fails_before_measuring(tmp_path):
     proc = run_zoo("bench", "-f", "torch", "-m", "mlp", "--freeze", "last-7", "--results-dir", str(tmp_path))
     assert proc.returncode == 2 and "has only 2 blocks" in proc.stderr and "use last-2 or none" in proc.stderr
     assert not list(tmp_path.iterdir())
+

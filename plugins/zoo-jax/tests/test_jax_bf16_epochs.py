@@ -218,3 +218,17 @@ def test_supports_bf16_and_reports_bf16_ops_and_variant():
     assert fw.info().details["bf16_ops"] == []
     with pytest.raises(ValueError, match="nojit"):
         fw.prepare(Runtime(device="cpu", precision="fp32", threads=2, seed=0, variant="nojit"))
+
+
+def test_sync_variant_turns_cpu_async_dispatch_off_and_is_refused_on_gpu():
+    import jax
+
+    fw = JaxFramework()
+    try:
+        fw.prepare(Runtime(device="cpu", precision="fp32", threads=2, seed=0, variant="sync"))
+        assert fw.info().details["cpu_async_dispatch"] is False and fw.info().details["variant"] == "sync"
+        with pytest.raises(ValueError, match="only changes how XLA:CPU dispatches"):
+            fw.prepare(Runtime(device="gpu", precision="fp32", threads=2, seed=0, variant="sync"))
+    finally:
+        fw.prepare(Runtime(device="cpu", precision="fp32", threads=2, seed=0, variant="jit"))
+    assert jax.config.values["jax_cpu_enable_async_dispatch"] is True

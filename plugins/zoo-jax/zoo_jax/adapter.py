@@ -9,8 +9,15 @@ Measured: ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` no longer keeps matmu
 ignores. So the adapter sets ``PJRT_NPROC``; the host may also pin affinity. Other threads
 (compilation, the client's dispatch pool) still exist but do no model arithmetic.
 
-Variants: only ``jit``. An op-by-op ``nojit`` variant (the same step functions called without
-``jax.jit``) was measured and left out: it matches ``jit`` to ~1e-7 relative after an Adam step but
+Variants: ``jit`` (default) and ``sync``. On CPU, jaxlib runs a jitted computation on a thread of
+its own and returns at once (async dispatch), so Python can prepare the next step meanwhile; a
+caller that waits for every result (batch-1 latency) then pays a thread hand-off per call, which
+on the 2-core development VM made the batch-1 MLP latency vary between processes from 14 to 75 us.
+``sync`` sets ``jax_cpu_enable_async_dispatch=False`` before the CPU client exists: the computation
+runs on the calling thread. It is the same program with the same numbers.
+
+An op-by-op ``nojit`` variant (the same step functions called without ``jax.jit``) was measured
+and left out: it matches ``jit`` to ~1e-7 relative after an Adam step but
 is 25-130x slower per step on the zoo's models (31 ms vs 0.3 ms for the MLP on 2 CPU cores),
 almost all of it Flax linen's per-call Python (``Dense.apply`` alone takes 2-5 ms eagerly), so
 it would measure Flax's bookkeeping rather than JAX's execution.
@@ -53,6 +60,8 @@ FAMILIES = (MLPSpec.family, CNNSpec.family, ResNetSpec.family)
 #: Environment variables read when jax creates its backends, recorded by :meth:`JaxFramework.info`.
 ENV_KEYS = ("PJRT_NPROC", "JAX_PLATFORMS", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_FLAGS")
 PRECISIONS = ("fp32", "bf16")
+#: The jax option behind the ``sync`` variant (module doc).
+ASYNC_FLAG = "jax_cpu_enable_async_dispatch"
 
 
 @dataclass
@@ -77,6 +86,8 @@ class JaxFramework(Framework):
     contract_version = 2
     variants = {
         "jit": "jax.jit of the train and inference steps (default)",
+        "sync": "jax.jit with CPU async dispatch off: each step runs on the calling thread "
+                "(steadier CPU batch-1 latency, no overlap of Python and compute); CPU only",
     }
 
     def __init__(self) -> None:
@@ -115,6 +126,13 @@ class JaxFramework(Framework):
         # convs. It does not upcast bfloat16 ones (precision bf16): those have bf16 operands.
         if runtime.matmul_precision == "highest":
             jax.config.update("jax_default_matmul_precision", "highest")
+        if variant == "sync" and runtime.device != "cpu":
+            raise ValueError("the jax 'sync' variant only changes how XLA:CPU dispatches; on a GPU use plain 'jax'")
+        if ASYNC_FLAG in jax.config.values:
+            # Read when the CPU client is created, so this must come before the first computation.
+            jax.config.update(ASYNC_FLAG, variant != "sync")
+        elif variant == "sync":
+            raise ValueError(f"this jax ({jax.__version__}) has no {ASYNC_FLAG} option; upgrade jax for the 'sync' variant")
 
     def info(self) -> FrameworkInfo:
         import jax
@@ -129,6 +147,7 @@ class JaxFramework(Framework):
             "bf16_ops": list(BF16_OPS) if self.precision == "bf16" else [],
             "default_backend": jax.default_backend(),
             "default_matmul_precision": str(jax.config.jax_default_matmul_precision),
+            "cpu_async_dispatch": bool(jax.config.values.get(ASYNC_FLAG, True)),
             # XLA:CPU's intra-op pool size, by jaxlib's rule (PJRT_NPROC, else the CPU affinity).
             "intra_op_threads": _intra_op_threads(),
             "intra_op_threads_from": "PJRT_NPROC" if os.environ.get("PJRT_NPROC", "").isdigit() else "cpu affinity",
