@@ -98,3 +98,16 @@ def _cached_gpu() -> str:
     from harness.peak import gpu_name
 
     return gpu_name()
+
+
+def pin_threads(threads: int) -> list[int]:
+    """Restrict this process to its first ``threads`` allowed CPUs, so every framework's cell (and
+    the peak probe) computes on the same cores; returns the CPUs it may use now ([] where the OS
+    has no affinity API)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        if threads < len(cpus):
+            os.sched_setaffinity(0, cpus[:threads])
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return []

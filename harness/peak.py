@@ -17,6 +17,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
+from harness.machine import pin_threads
+
 #: Dense peak TFLOP/s (fp32 without TF32, bf16 tensor cores) by GPU name substring.
 GPU_PEAK_TFLOPS = {
     "H200": {"fp32": 67.0, "bf16": 989.0},
@@ -50,9 +52,7 @@ def _best_matmul(matmul, n: int, repeats: int) -> float:
 
 
 def measure_cpu(precision: str, threads: int, n: int = 2048, repeats: int = 5) -> Peak:
-    cpus = sorted(os.sched_getaffinity(0))
-    if threads < len(cpus):
-        os.sched_setaffinity(0, cpus[:threads])
+    pin_threads(threads)
     if precision == "fp32":
         import numpy as np
 

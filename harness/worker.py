@@ -28,6 +28,7 @@ from zoo.models.flops import train_step_flops
 from zoo.init import init_weights, with_new_head
 
 from harness.cells import CellPlan
+from harness.machine import pin_threads
 from harness.phases import (
     ContractViolation,
     Evaluator,
@@ -50,17 +51,6 @@ ENV_VARS_RECORDED = (
 
 def _maxrss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-
-
-def _pin_threads(threads: int) -> list[int]:
-    """Restrict this process to ``threads`` CPUs, so every framework gets the same cores."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-        if threads < len(cpus):
-            os.sched_setaffinity(0, cpus[:threads])
-        return sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return []
 
 
 class CellRun:
@@ -159,7 +149,7 @@ class CellRun:
         """Import the plugins, apply the runtime settings, check the device."""
         cell, settings = self.cell, self.settings
         self.phase = "import"
-        affinity = _pin_threads(settings.threads)
+        affinity = pin_threads(settings.threads)
         registry = build_registry(worker_host(self.plan.modules))
         adapter = registry.framework(cell.framework).item
         spec = registry.model(cell.model).item
