@@ -54,6 +54,7 @@ class Settings:
     checkpoint_dir: str = ""  # "" = the checkpoints shipped with zoo
     export_to: str = ""  # pretrain mode: directory to save the trained weights in
     export_name: str = ""  # pretrain mode: checkpoint name to save them as
+    export_card: str = ""  # pretrain mode: JSON object of model-card fields given by the user
 
 
 @dataclass(frozen=True)

@@ -153,3 +153,28 @@ def test_freeze_policy_that_does_not_fit_the_model_fails_before_measuring(tmp_pa
     assert proc.returncode == 2 and "has only 2 blocks" in proc.stderr and "use last-2 or none" in proc.stderr
     assert not list(tmp_path.iterdir())
 
+
+@pytest.mark.slow
+@needs_plugin("zoo-torch")
+def test_pretrain_writes_a_checkpoint_with_a_model_card(tmp_path):
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps({"license": "CC0-1.0", "intended_use": "a test"}))
+    out = tmp_path / "ckpt"
+    proc = run_zoo("pretrain", "--model", "mlp", "--epochs", "2", "--threads", "1", "--name", "mlp-test",
+                   "--out", str(out), "--card", str(card))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (entry,) = json.loads((out / "manifest.json").read_text())["checkpoints"]
+    assert entry["name"] == "mlp-test" and (out / entry["file"]).exists()
+    assert entry["command"] == "zoo pretrain --model mlp --task digits-0to4 --framework torch --epochs 2"
+    card = entry["card"]
+    assert card["license"] == "CC0-1.0" and card["intended_use"] == "a test"
+    assert card["source_data"] and "2 epochs of Adam" in card["recipe"] and entry["command"] in card["recipe"]
+    assert card["accuracy"] == f"{100 * entry['accuracy']:.2f}% on the digits-0to4 test images, measured by zoo-bench"
+
+
+def test_pretrain_refuses_a_card_that_is_not_an_object_of_text(tmp_path):
+    card = tmp_path / "card.json"
+    card.write_text('["license"]')
+    proc = run_zoo("pretrain", "--model", "mlp", "--out", str(tmp_path), "--card", str(card))
+    assert proc.returncode == 2 and "must be a JSON object of text fields" in proc.stdout + proc.stderr
+    assert not (tmp_path / "manifest.json").exists()

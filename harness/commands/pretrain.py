@@ -4,6 +4,7 @@ source task in one framework, then saving its canonical weights with a manifest 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -38,7 +39,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="epochs (default: the task's recipe)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    p.add_argument("--card", type=Path, help="JSON file with model-card fields (license, citation, intended_use, "
+                   "...) added to the card zoo-bench writes (summary, source data, recipe, accuracy); yours win")
     p.set_defaults(run=run)
+
+
+def read_card(path: Path | None) -> str:
+    """The ``--card`` file as compact JSON text (for the worker's plan), checked: an object of strings."""
+    if path is None:
+        return ""
+    try:
+        card = json.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"cannot read the model card {path}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the model card {path} is not valid JSON ({exc}); it must be one JSON object") from None
+    if not isinstance(card, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in card.items()):
+        raise ValueError(f"the model card {path} must be a JSON object of text fields, e.g. "
+                         '{"license": "CC-BY-4.0", "intended_use": "..."}')
+    return json.dumps(card)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     report_problems(registry, console, args.verbose)
     try:
         fw, model, task = registry.framework(args.framework), registry.model(args.model), registry.task(args.task)
-    except UnknownName as exc:
+        card = read_card(args.card)
+    except (UnknownName, ValueError) as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     recipe = task.item.recipe
@@ -57,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         run_id=new_run_id(),
         cell=Cell(fw.item.name, model.item.name, task.item.name, "cpu", "fp32", recipe.batch_size, "none", "scratch"),
         settings=Settings(epochs=args.epochs or recipe.epochs, learning_rate=recipe.learning_rate,
-                          threads=args.threads, seed=args.seed, export_to=str(args.out.resolve()), export_name=name),
+                          threads=args.threads, seed=args.seed, export_to=str(args.out.resolve()), export_name=name,
+                          export_card=card),
         modules=tuple(dict.fromkeys([fw.origin.module, model.origin.module, task.origin.module])),
         env={**thread_env(args.threads), **fw.item.subprocess_env(runtime)},
     )
