@@ -9,9 +9,8 @@ loop overhead) counts, as it would for a user.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -35,18 +34,29 @@ class StepMeter:
     #: Ask for synchronisation only at the last step of every ``sync_every`` steps (and the first
     #: step), so an asynchronous framework can pipeline inside a timing window; 1 = every step.
     sync_every: int = 1
+    _pending: int = field(default=0, init=False, repr=False)  # samples of the step being timed
+    _start: float = field(default=0.0, init=False, repr=False)
 
     def wants_sync(self, index: int) -> bool:
         return index == 0 or (index + 1) % self.sync_every == 0
 
-    @contextmanager
-    def step(self, samples: int) -> Iterator[bool]:
+    def step(self, samples: int) -> "StepMeter":
+        """``with meter.step(n) as sync:`` times one step (the meter is its own context manager:
+        a generator-based one cost 1.4 us per step, 3 % of a 50 us MLP inference step)."""
+        self._pending = int(samples)
+        return self
+
+    def __enter__(self) -> bool:
         sync = self.wants_sync(len(self.starts))
-        start = time.perf_counter()
-        yield sync
-        self.ends.append(time.perf_counter())
-        self.starts.append(start)
-        self.samples.append(int(samples))
+        self._start = time.perf_counter()
+        return sync
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        end = time.perf_counter()
+        if exc_type is None:  # a step that raised is not a step
+            self.ends.append(end)
+            self.starts.append(self._start)
+            self.samples.append(self._pending)
 
     def end_epoch(self, model: Any) -> None:
         t0 = time.perf_counter()

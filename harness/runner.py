@@ -314,7 +314,7 @@ def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
     else:
         manifest["status"] = "interrupted" if outcome.interrupted else "completed"
     manifest["finished_at"] = utc_now()
-    if outcome.records and not outcome.store_error:
+    if outcome.records and not outcome.store_error and not outcome.interrupted:  # Ctrl-C: no more waiting
         manifest["quietness"] = outcome.quietness = quietness(
             manifest.get("quietness", {}).get("start_gflops", 0.0), request.threads)
     try:
