@@ -24,6 +24,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--window-steps", type=int, default=200)
     p.add_argument("--warmup-steps", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--feed", choices=("device", "host"), default="device",
+                   help="where each step's batch comes from (jax_loop.py; see its docstring)")
     args = p.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     if args.threads < len(cpus):
