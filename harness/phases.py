@@ -10,10 +10,12 @@ windows that follow it. ``K`` is chosen so that a window lasts at least
 
 from __future__ import annotations
 
+import gc
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import cycle, islice
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -97,13 +99,30 @@ def fine_tune_recipe(adapter: Framework, model: Any, train: TrainData, config: F
     return result.model, out, details
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while timing windows (as ``timeit`` does): a
+    collection that lands in one window is a pause of the host process, not the framework's
+    speed. Collected before and after; the recipe's wall time keeps it on, as a user has it."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+        gc.collect()
+
+
 def _throughput(run: Callable[[int, int], StepMeter], probe_step_s: float, settings: Settings,
                 unit_name: str) -> tuple[Metric, dict[str, Any]]:
     """Windows of ``k`` steps, synchronised only at each window's end so asynchronous frameworks
     pipeline as they would for a user; warm-up windows until the window time is steady."""
     k = settings.window_steps or steps_for_window(probe_step_s)
     cap_windows = max(1, -(-warmup_cap(settings.warmup_cap, probe_step_s) // k))
-    meter = run((cap_windows + settings.windows) * k, k)
+    with gc_paused():
+        meter = run((cap_windows + settings.windows) * k, k)
     durations = window_durations(meter, k)
     skip = steady_start(durations, cap_windows, run=min(3, settings.windows))
     rates = window_throughputs(meter, settings.windows, skip * k, steps_per_window=k)
@@ -143,7 +162,9 @@ def latency(adapter: Framework, model: Any, x: np.ndarray, num_classes: int, set
     warm = StepMeter()
     adapter.evaluate(model, EvalData(x, eval_order(min(20, n), 1)), warm)
     meter = StepMeter()
-    check_logits(adapter.evaluate(model, EvalData(x, eval_order(n, 1)), meter), n, num_classes, "latency")
+    with gc_paused():
+        logits = adapter.evaluate(model, EvalData(x, eval_order(n, 1)), meter)
+    check_logits(logits, n, num_classes, "latency")
     ms = [d * 1e3 for d in meter.durations_s]
     return {
         "latency_p50_ms": Metric.from_samples(ms, "ms", "lower"),

@@ -11,8 +11,10 @@ gives an interval that back-to-back runs can be held to.
 How each metric is merged:
 
 * metrics with raw samples (throughput windows, batch-1 latencies): all samples pooled, value
-  and spread from :func:`~harness.stats.summarize_groups`; the latency percentiles p90/p99 are
-  recomputed over the pooled latencies;
+  and spread from :func:`~harness.stats.summarize_groups`, plus ``spread["within_cv"]``, the
+  median of the processes' own robust CVs (window-to-window noise inside a process, where the
+  pooled ``robust_cv`` also holds the spread between processes); the latency percentiles p90/p99
+  are recomputed over the pooled latencies;
 * ``train_gflops`` and ``train_utilisation``: the merged training throughput times the FLOPs per
   sample (the same in every repeat);
 * every other metric (accuracy, compile time, wall times, memory): the median over repeats, with
@@ -111,9 +113,12 @@ def _pooled(found: Sequence[Metric]) -> Metric:
     groups = [m.samples for m in found if m.samples]
     s = summarize_groups(groups)
     first = found[0]
+    # The window-to-window noise inside a process (the precision of one process's measurement),
+    # beside the pooled CV, which also holds the process-to-process spread.
+    within = [m.spread["robust_cv"] for m in found if m.samples and "robust_cv" in m.spread]
     return Metric(s.median, first.unit, first.direction, tuple(v for g in groups for v in g),
                   {"iqr": s.iqr, "robust_cv": s.robust_cv, "ci_low": s.ci_low, "ci_high": s.ci_high, "n": s.n,
-                   "groups": len(groups)})
+                   "groups": len(groups), "within_cv": float(np.median(within)) if within else float("nan")})
 
 
 def _per_repeat(found: Sequence[Metric]) -> Metric:

@@ -55,6 +55,9 @@ def test_merge_pools_windows_recomputes_percentiles_and_keeps_per_repeat_values(
     train = merged.metrics["train_throughput"]
     assert train.samples == (100.0, 101.0, 99.0, 90.0, 91.0, 89.0) and train.spread["groups"] == 2
     assert train.value == pytest.approx(95.0) and train.spread["ci_low"] <= 90.0
+    # each process alone is steady (1 %); pooled, the 10 % step between them shows
+    assert train.spread["within_cv"] == pytest.approx((1.4826 / 100 + 1.4826 / 90) / 2)
+    assert train.spread["robust_cv"] > 0.05
     lat = merged.metrics["latency_p50_ms"].samples
     assert merged.metrics["latency_p99_ms"].value == pytest.approx(np.percentile(lat, 99))
     # proportional to training throughput: the merged throughput times the FLOPs per sample

@@ -78,3 +78,25 @@ def test_meter_asks_for_sync_at_window_ends_only():
     for _ in range(3):
         with every.step(1) as sync:
             assert sync
+
+
+def test_gc_is_paused_while_timing_and_restored_even_after_an_error():
+    import gc
+
+    from harness.phases import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError):
+        with gc_paused():
+            raise RuntimeError("adapter failed mid-window")
+    assert gc.isenabled()
+    gc.disable()  # a host that runs with the collector off keeps it off
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
