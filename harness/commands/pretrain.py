@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     _, registry = load_registry(args)
     report_problems(registry, console, args.verbose)
     try:
+        card = read_card(args.card)  # the user's own file first: its error does not depend on plugins
         fw, model, task = registry.framework(args.framework), registry.model(args.model), registry.task(args.task)
-        card = read_card(args.card)
     except (UnknownName, ValueError) as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
