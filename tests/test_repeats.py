@@ -106,8 +106,9 @@ def test_one_repeat_is_the_record_itself():
         merge_repeats([])
 
 
+@needs_plugin("zoo-torch")
 def test_repeats_below_one_are_refused():
-    proc = run_zoo("bench", "--repeats", "0")
+    proc = run_zoo("bench", "-f", "torch", "--repeats", "0")
     assert proc.returncode == 2 and "--repeats must be at least 1" in proc.stderr
 
 
