@@ -272,7 +272,7 @@ def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
     store.write_manifest(manifest)
     emit = on_event or (lambda _event: None)
     outcome = RunOutcome(store, [], already_done=done)
-    repeats = max(1, request.repeats)
+    repeats = request.repeats  # at least 1: plan_cells refuses less
     runs: dict[str, list[CellRecord]] = {p.cell.key: [] for p in planned}
     total = len(planned) * repeats
     try:

@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     except (PlanError, StoreError, KeyError, TypeError) as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} " + ("cells" if request.repeats == 1 else "cell runs")),
+    unit = "cells" if request.repeats == 1 else "cell runs"
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} " + unit),
                         TimeElapsedColumn(), console=err, transient=True)
     bar = None
 
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         err.print(f"[yellow]warning:[/] this machine's matmul speed changed by {100 * quiet['change']:+.0f}% between "
                   f"the start and the end of the run ({quiet['start_gflops']:.0f} -> {quiet['end_gflops']:.0f} GFLOP/s): "
                   "it was not quiet, so its throughputs moved too. Compare them with care, or rerun on an idle "
-                  "machine (docs/measurement.md, 'Noise').", highlight=False)
+                  "machine (docs/measurement.md, 'Is the machine quiet?').", highlight=False)
     if outcome.store_error:
         err.print(f"[bold red]error:[/] {escape(outcome.store_error)}", highlight=False)
         if outcome.unsaved:
