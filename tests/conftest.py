@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -76,16 +75,6 @@ INSTALLED_FRAMEWORKS = [name for name, dist in BUILTIN_FRAMEWORKS.items() if plu
 needs_two_frameworks = pytest.mark.skipif(
     len(INSTALLED_FRAMEWORKS) < 2, reason=f"needs two framework plugins, have {INSTALLED_FRAMEWORKS}")
 
-
-class NullMeter:
-    """A meter for in-process adapter tests: asks for synchronisation at every step, times nothing."""
-
-    @contextmanager
-    def step(self, samples):
-        yield True
-
-    def end_epoch(self, model):
-        pass
 
 
 @pytest.fixture(scope="session")

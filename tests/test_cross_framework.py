@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import INSTALLED_FRAMEWORKS as INSTALLED
-from conftest import NullMeter
+from zoo.testing import NullMeter
 from conftest import needs_two_frameworks as needs_two, run_zoo
 from zoo.batching import eval_order
 from zoo.checkpoints import load_checkpoint

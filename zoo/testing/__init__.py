@@ -27,7 +27,7 @@ because an adapter is broken. Each check is also a plain function of a
 Importing this package imports no deep-learning framework and not pytest.
 """
 
-from zoo.testing.context import Context, RecordingMeter
+from zoo.testing.context import Context, NullMeter, RecordingMeter
 from zoo.testing.report import (
     FAILED, NOT_APPLICABLE, NOT_IMPLEMENTED, PASSED, SKIPPED, CheckResult, ConformanceFailure, ConformanceReport,
 )
@@ -35,5 +35,5 @@ from zoo.testing.runner import CHECKS, run_conformance
 
 __all__ = [
     "CHECKS", "FAILED", "NOT_APPLICABLE", "NOT_IMPLEMENTED", "PASSED", "SKIPPED", "CheckResult",
-    "ConformanceFailure", "ConformanceReport", "Context", "RecordingMeter", "run_conformance",
+    "ConformanceFailure", "ConformanceReport", "Context", "NullMeter", "RecordingMeter", "run_conformance",
 ]

@@ -32,6 +32,18 @@ class NotImplementedYet(Exception):
         self.message = message
 
 
+class NullMeter:
+    """The simplest :class:`zoo.contract.Meter`, for calling an adapter directly in a test: asks
+    for synchronisation at every step and times nothing."""
+
+    @contextmanager
+    def step(self, samples: int) -> Iterator[bool]:
+        yield True
+
+    def end_epoch(self, model: Any) -> None:
+        pass
+
+
 @dataclass
 class RecordingMeter:
     """A :class:`zoo.contract.Meter` like the host's: records each step's wall time and sample

@@ -4,7 +4,6 @@ frozen parameters untouched, real training on digits, lazy import, thread contro
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import subprocess
 import sys
@@ -18,6 +17,7 @@ pytest.importorskip("jax")
 from zoo.batching import eval_order, train_order  # noqa: E402
 from zoo.contract import EvalData, FineTuneConfig, Runtime, TrainData  # noqa: E402
 from zoo.init import init_weights  # noqa: E402
+from zoo.testing import NullMeter  # noqa: E402
 from zoo.models import CORE_MODELS  # noqa: E402
 from zoo.tasks.digits import load_digits_task  # noqa: E402
 from zoo_jax.adapter import JaxFramework  # noqa: E402
@@ -27,14 +27,6 @@ SPECS = list(CORE_MODELS)
 MODELS = {spec.name: spec for spec in SPECS}
 CLASSES = 10
 
-
-class NullMeter:
-    @contextlib.contextmanager
-    def step(self, samples: int):
-        yield
-
-    def end_epoch(self, model) -> None:
-        pass
 
 
 def load(spec, weights, input_shape=(8, 8, 1), freeze="none"):

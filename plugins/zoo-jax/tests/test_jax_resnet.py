@@ -5,7 +5,6 @@ Keras's own ResNet50 in tests/test_resnet_parity.py."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import numpy as np
@@ -16,6 +15,7 @@ jax = pytest.importorskip("jax")
 from zoo.batching import eval_order  # noqa: E402
 from zoo.contract import EvalData, FineTuneConfig, TrainData  # noqa: E402
 from zoo.init import init_weights  # noqa: E402
+from zoo.testing import NullMeter  # noqa: E402
 from zoo.models import ResNetSpec, builtin_model  # noqa: E402
 from zoo.models.spec import conv2d_reference  # noqa: E402
 from zoo_jax.adapter import JaxFramework  # noqa: E402
@@ -31,14 +31,6 @@ MINI = {
 }
 FW = JaxFramework()
 
-
-class NullMeter:
-    @contextlib.contextmanager
-    def step(self, samples):
-        yield True
-
-    def end_epoch(self, model):
-        pass
 
 
 def start_weights(spec, shape, seed=0):

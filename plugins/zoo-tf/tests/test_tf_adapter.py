@@ -3,8 +3,6 @@ with torch's Adam formula; in-process, on tiny inputs."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ pytest.importorskip("tensorflow", reason="TensorFlow is not installed (pip insta
 from zoo.batching import eval_order, train_order  # noqa: E402
 from zoo.contract import EvalData, FineTuneConfig, TrainData  # noqa: E402
 from zoo.init import init_weights  # noqa: E402
+from zoo.testing import NullMeter  # noqa: E402
 from zoo.models import CORE_MODELS, ModelSpec  # noqa: E402
 from zoo.tasks.digits import load_digits_task  # noqa: E402
 from zoo_tf.adapter import TFFramework  # noqa: E402
@@ -21,14 +20,6 @@ from zoo_tf.adapter import TFFramework  # noqa: E402
 FW = TFFramework()
 SPECS = {spec.name: spec for spec in CORE_MODELS}  # the MLP and the CNN; ResNets: test_tf_resnet.py
 
-
-class NullMeter:
-    @contextlib.contextmanager
-    def step(self, samples: int) -> Iterator[None]:
-        yield
-
-    def end_epoch(self, model) -> None:
-        pass
 
 
 def load(spec: ModelSpec, weights, input_shape, freeze: str = "none"):

@@ -5,7 +5,6 @@ torchvision and Keras's own ResNet50 in tests/test_resnet_parity.py."""
 
 from __future__ import annotations
 
-import contextlib
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ pytest.importorskip("tensorflow", reason="TensorFlow is not installed (pip insta
 from zoo.batching import eval_order  # noqa: E402
 from zoo.contract import EvalData, FineTuneConfig, TrainData  # noqa: E402
 from zoo.init import init_weights  # noqa: E402
+from zoo.testing import NullMeter  # noqa: E402
 from zoo.models import ResNetSpec, builtin_model  # noqa: E402
 from zoo.models.spec import conv2d_reference  # noqa: E402
 from zoo_tf.adapter import TFFramework  # noqa: E402
@@ -30,14 +30,6 @@ MINI = {
 }
 FW = TFFramework()
 
-
-class NullMeter:
-    @contextlib.contextmanager
-    def step(self, samples):
-        yield True
-
-    def end_epoch(self, model):
-        pass
 
 
 def start_weights(spec, shape, seed=0):

@@ -18,6 +18,7 @@ pytest.importorskip("tensorflow", reason="TensorFlow is not installed (pip insta
 from zoo.batching import eval_order, train_order  # noqa: E402
 from zoo.contract import EvalData, FineTuneConfig, TrainData  # noqa: E402
 from zoo.init import init_weights  # noqa: E402
+from zoo.testing import NullMeter  # noqa: E402
 from zoo.models import CORE_MODELS, ModelSpec  # noqa: E402
 from zoo.tasks.digits import load_digits_task  # noqa: E402
 from zoo_tf.adapter import TFFramework  # noqa: E402
@@ -54,14 +55,6 @@ class CountingMeter:
         logits = self.fw.evaluate(model, EvalData(self.x_eval, eval_order(len(self.x_eval), 8)), NullMeter())
         self.ends.append((self.steps, logits[: len(self.x_eval)], self.fw.export_weights(model)))
 
-
-class NullMeter:
-    @contextlib.contextmanager
-    def step(self, samples: int) -> Iterator[None]:
-        yield
-
-    def end_epoch(self, model) -> None:
-        pass
 
 
 def load(fw: TFFramework, spec: ModelSpec, weights, input_shape, precision: str = "fp32", freeze: str = "none"):

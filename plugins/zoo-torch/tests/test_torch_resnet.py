@@ -3,7 +3,6 @@ BatchNorm statistics, BatchNorm modes under each freeze policy (torch's own runn
 zoo's reference), and bf16. Small ResNets on tiny inputs; the full-size ones are compared with
 torchvision and Keras in tests/test_resnet_parity.py."""
 
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ torch = pytest.importorskip("torch")
 from zoo.batching import eval_order  # noqa: E402
 from zoo.contract import EvalData, FineTuneConfig, Runtime, TrainData  # noqa: E402
 from zoo.init import init_weights  # noqa: E402
+from zoo.testing import NullMeter  # noqa: E402
 from zoo.models import ResNetSpec, builtin_model  # noqa: E402
 from zoo.models.spec import conv2d_reference  # noqa: E402
 from zoo_torch.adapter import TorchFramework  # noqa: E402
@@ -27,14 +27,6 @@ MINI = {
                              bn_momentum=0.01),
 }
 
-
-class NullMeter:
-    @contextmanager
-    def step(self, samples):
-        yield True
-
-    def end_epoch(self, model):
-        pass
 
 
 @pytest.fixture(scope="module")
