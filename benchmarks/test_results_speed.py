@@ -3,8 +3,8 @@
 import subprocess
 import sys
 
-from harness.compare import compare_results
-from harness.loader import load_results
+from harness.analysis.compare import compare_results
+from harness.results.loader import load_results
 
 
 def test_load_10000_cells(benchmark, big_runs):

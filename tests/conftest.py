@@ -81,8 +81,8 @@ needs_two_frameworks = pytest.mark.skipif(
 def adapters():
     """Every installed built-in adapter, prepared once per test process (TF's thread settings can
     only be applied once)."""
-    from harness.plugin_manager import load_plugins
-    from harness.registry import build_registry
+    from harness.plugins.manager import load_plugins
+    from harness.plugins.registry import build_registry
     from zoo.contract import Runtime
 
     registry = build_registry(load_plugins(autoload=True))

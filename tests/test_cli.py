@@ -122,9 +122,9 @@ def test_unknown_variant_lists_the_variants(tmp_path):
 
 @needs_plugin("zoo-torch")
 def test_default_variant_and_plain_name_are_the_same_cell():
-    from harness.plugin_manager import load_plugins
-    from harness.registry import build_registry
-    from harness.runner import BenchRequest, plan_cells
+    from harness.plugins.manager import load_plugins
+    from harness.plugins.registry import build_registry
+    from harness.run.orchestrate import BenchRequest, plan_cells
 
     registry = build_registry(load_plugins())
     cells = plan_cells(BenchRequest(frameworks=["torch", "pytorch:eager", "torch:compile"], models=["mlp"],

@@ -8,9 +8,9 @@ import pytest
 from scipy.stats import false_discovery_control, mannwhitneyu
 
 from conftest import run_zoo
-from harness.compare import (CompareSettings, NotComparable, benjamini_hochberg, compare_results, mann_whitney,
+from harness.analysis.compare import (CompareSettings, NotComparable, benjamini_hochberg, compare_results, mann_whitney,
                              mann_whitney_rows)
-from harness.loader import load_results
+from harness.results.loader import load_results
 from results_helpers import RECORDED, TIMED, copy_run, scale_timings, spread_samples, zoo
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.exports import to_bencher, to_github_action_benchmark, to_pytest_benchmark
-from harness.loader import load_results
+from harness.render.exports import to_bencher, to_github_action_benchmark, to_pytest_benchmark
+from harness.results.loader import load_results
 from results_helpers import RECORDED, zoo
 
 RUN = RECORDED / "aa-1"

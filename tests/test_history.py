@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from harness.compare import RULES
-from harness.history import build_history, change_points
-from harness.loader import load_results
+from harness.analysis.compare import RULES
+from harness.analysis.history import build_history, change_points
+from harness.results.loader import load_results
 from results_helpers import RECORDED, copy_run, scale_timings, zoo
 
 THROUGHPUT = RULES["train_throughput"]

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from harness.loader import LoadError, find_runs, load_results, resolve_runs
-from harness.records import SCHEMA_VERSION, SchemaError, migrate_record, record_from_dict
+from harness.results.loader import LoadError, find_runs, load_results, resolve_runs
+from harness.results.records import SCHEMA_VERSION, SchemaError, migrate_record, record_from_dict
 from results_helpers import RECORDED, copy_run
 
 

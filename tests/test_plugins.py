@@ -9,8 +9,8 @@ from zoo.contract import Framework, Support
 from zoo.models import MLPSpec
 from zoo.tasks import BUILTIN_TASKS
 
-from harness.plugin_manager import load_plugins
-from harness.registry import UnknownName, build_registry
+from harness.plugins.manager import load_plugins
+from harness.plugins.registry import UnknownName, build_registry
 
 DUMMY_FRAMEWORK = '''
 import zoo

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, needs_plugin, run_zoo
-from harness.cells import Cell
-from harness.records import CellRecord
-from harness.store import RunStore, StoreError, read_records
+from harness.plan.cells import Cell
+from harness.results.records import CellRecord
+from harness.results.store import RunStore, StoreError, read_records
 from zoo.checkpoints import BUILTIN_DIR
 
 FAULTY = {"PYTHONPATH": str(ROOT / "tests" / "faulty") + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -216,8 +216,8 @@ def test_no_code_path_unpickles_files():
 
 def test_terminal_output_shows_plugin_strings_literally(fake_distribution, capsys):
     """A name or message with rich markup in it is printed as written, never interpreted."""
-    from harness.records import ErrorInfo
-    from harness.report import print_results, wide_console
+    from harness.results.records import ErrorInfo
+    from harness.render.terminal import print_results, wide_console
 
     record = CellRecord("r", Cell("[red]evil[/red]", "m", "t"), "failed",
                         error=ErrorInfo("load", "X", "[link=http://x]click[/link]"))

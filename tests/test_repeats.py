@@ -1,5 +1,5 @@
 """``zoo bench --repeats R``: one cell in R worker processes, merged into one record whose CI
-covers the process-to-process spread (harness/repeats.py, harness.stats.summarize_groups)."""
+covers the process-to-process spread (harness/repeats.py, harness.measure.stats.summarize_groups)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, needs_plugin, run_zoo
-from harness.cells import Cell
-from harness.records import CellRecord, ErrorInfo, Metric, record_from_dict, record_to_json
-from harness.repeats import merge_repeats
-from harness.stats import summarize, summarize_groups
+from harness.plan.cells import Cell
+from harness.results.records import CellRecord, ErrorInfo, Metric, record_from_dict, record_to_json
+from harness.results.repeats import merge_repeats
+from harness.measure.stats import summarize, summarize_groups
 
 CELL = Cell("torch", "mlp", "digits")
 FAULTY = {"PYTHONPATH": str(ROOT / "tests" / "faulty") + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 
 from conftest import needs_plugin
-from harness.history import build_history
-from harness.html_report import html_report
-from harness.loader import load_results
-from harness.markdown_report import comparison_markdown, history_markdown, side_by_side_markdown
-from harness.compare import compare_results
-from harness.tables import side_by_side
+from harness.analysis.history import build_history
+from harness.render.html import html_report
+from harness.results.loader import load_results
+from harness.render.markdown import comparison_markdown, history_markdown, side_by_side_markdown
+from harness.analysis.compare import compare_results
+from harness.analysis.side_by_side import side_by_side
 from results_helpers import HOSTILE, RECORDED, copy_run, live_run, zoo
 
 

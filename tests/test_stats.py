@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from harness.meter import StepMeter, steady_start, steps_for_window, window_throughputs
-from harness.stats import summarize
+from harness.measure.meter import StepMeter, steady_start, steps_for_window, window_throughputs
+from harness.measure.stats import summarize
 
 
 def test_summary_of_known_samples():
@@ -83,7 +83,7 @@ def test_meter_asks_for_sync_at_window_ends_only():
 def test_gc_is_paused_while_timing_and_restored_even_after_an_error():
     import gc
 
-    from harness.phases import gc_paused
+    from harness.worker.phases import gc_paused
 
     assert gc.isenabled()
     with gc_paused():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import needs_plugin
-from harness.cells import Cell, CellPlan, Settings
-from harness.worker import run_plan
+from harness.plan.cells import Cell, CellPlan, Settings
+from harness.worker.cell import run_plan
 
 SEEDS = (0, 1, 2)
 

@@ -13,9 +13,9 @@ from rich.markup import escape
 from zoo.models.spec import FREEZE_HELP
 
 from harness.commands.common import load_registry, report_problems, split_csv
-from harness.registry import UnknownName
-from harness.report import error_console, print_results, wide_console
-from harness.runner import (
+from harness.plugins.registry import UnknownName
+from harness.render.terminal import error_console, print_results, wide_console
+from harness.run.orchestrate import (
     DEFAULT_MODELS,
     DEFAULT_TASK,
     BenchRequest,
@@ -24,7 +24,7 @@ from harness.runner import (
     request_from_manifest,
     run_bench,
 )
-from harness.store import StoreError
+from harness.results.store import StoreError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

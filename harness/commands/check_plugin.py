@@ -14,7 +14,7 @@ from zoo.testing import CHECKS, ConformanceReport, run_conformance
 from zoo.testing.report import FAILED, NOT_APPLICABLE, NOT_IMPLEMENTED, PASSED, SKIPPED
 
 from harness.commands.common import split_csv
-from harness.report import wide_console
+from harness.render.terminal import wide_console
 
 STYLES = {PASSED: "green", FAILED: "bold red", NOT_IMPLEMENTED: "yellow", NOT_APPLICABLE: "dim", SKIPPED: "dim"}
 

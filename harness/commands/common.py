@@ -7,8 +7,8 @@ import argparse
 from rich.console import Console
 from rich.markup import escape
 
-from harness.plugin_manager import PluginHost, load_plugins
-from harness.registry import Registry, build_registry
+from harness.plugins.manager import PluginHost, load_plugins
+from harness.plugins.registry import Registry, build_registry
 
 
 def load_registry(args: argparse.Namespace) -> tuple[PluginHost, Registry]:

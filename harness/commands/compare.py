@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from harness.commands.common import split_csv
-from harness.report import print_error
+from harness.render.terminal import print_error
 
 FORMATS = ("table", "markdown", "json", "csv")
 GATES = ("train_throughput", "infer_throughput", "latency_p50_ms", "peak_rss_mb", "accuracy")
@@ -64,9 +64,9 @@ def fail_on_metrics(values: list[str] | None) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.compare import CompareSettings, NotComparable, compare_results
-    from harness.loader import LoadError, load_results, resolve_runs
-    from harness.records import SchemaError
+    from harness.analysis.compare import CompareSettings, NotComparable, compare_results
+    from harness.results.loader import LoadError, load_results, resolve_runs
+    from harness.results.records import SchemaError
 
     err = Console(stderr=True)
     try:
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _render(fmt: str, cmp, show_all: bool, fail_on: list[str], n_failures: int) -> str | None:
     if fmt == "markdown":
-        from harness.markdown_report import comparison_markdown
+        from harness.render.markdown import comparison_markdown
 
         return comparison_markdown(cmp, show_all, fail_on)
     if fmt == "csv":
@@ -132,8 +132,8 @@ def _clean(v):
 
 
 def _print_table(cmp, show_all: bool, fail_on: list[str], failures, output: Path | None) -> None:
-    from harness.compare import VERDICTS
-    from harness.report import comparison_table, wide_console
+    from harness.analysis.compare import VERDICTS
+    from harness.render.terminal import comparison_table, wide_console
 
     console = wide_console(file=output.open("w")) if output else wide_console()
     b, c = cmp.baseline, cmp.candidate

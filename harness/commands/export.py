@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harness.report import print_error
+from harness.render.terminal import print_error
 
 FORMATS = ("pytest-benchmark", "github-action-benchmark", "bencher")
 
@@ -32,9 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness import exports
-    from harness.loader import LoadError, load_results, resolve_runs
-    from harness.records import SchemaError
+    from harness.render import exports
+    from harness.results.loader import LoadError, load_results, resolve_runs
+    from harness.results.records import SchemaError
 
     err = Console(stderr=True)
     try:

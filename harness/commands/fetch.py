@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from harness.report import wide_console
+from harness.render.terminal import wide_console
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from harness.commands.common import split_csv
-from harness.report import print_error
+from harness.render.terminal import print_error
 
 FORMATS = ("table", "markdown", "html", "csv")
 
@@ -34,16 +34,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.history import build_history
-    from harness.loader import LoadError, load_results
-    from harness.records import SchemaError
+    from harness.analysis.history import build_history
+    from harness.results.loader import LoadError, load_results
+    from harness.results.records import SchemaError
 
     err = Console(stderr=True)
     if args.last < 1 or args.window < 1:
         print_error(err, "--last and --window must be at least 1")
         return 2
     try:
-        from harness.tables import DEFAULT_METRICS
+        from harness.analysis.side_by_side import DEFAULT_METRICS
 
         metrics = split_csv(args.metrics) or list(DEFAULT_METRICS)
         rs = load_results(args.paths, metrics)
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         print_error(err, str(exc))
         return 2
     if args.format == "table":
-        from harness.report import history_table, wide_console
+        from harness.render.terminal import history_table, wide_console
 
         console = wide_console(file=args.output.open("w")) if args.output else wide_console()
         console.print(history_table(h, args.last))
@@ -60,12 +60,12 @@ def run(args: argparse.Namespace) -> int:
                       highlight=False)
         return 0
     if args.format == "markdown":
-        from harness.markdown_report import history_markdown
+        from harness.render.markdown import history_markdown
 
         text = history_markdown(h, args.last)
     elif args.format == "html":
-        from harness.html_report import html_report
-        from harness.tables import side_by_side
+        from harness.render.html import html_report
+        from harness.analysis.side_by_side import side_by_side
 
         latest = rs.subset([rs.runs["run"].iloc[-1]])
         text = html_report(rs, side_by_side(latest), h, title="zoo-bench history")

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from zoo.checkpoints import BUILTIN_DIR, CheckpointEntry, CheckpointError, read_manifest, user_checkpoint_dir
 
-from harness.report import plain_row, wide_console
+from harness.render.terminal import plain_row, wide_console
 from harness.commands.common import load_registry, report_problems
 
 

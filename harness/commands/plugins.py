@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from rich.table import Table
 
-from harness.report import plain_row, wide_console
+from harness.render.terminal import plain_row, wide_console
 from harness.commands.common import load_registry, report_problems
 
 

@@ -13,15 +13,15 @@ from pathlib import Path
 from zoo.checkpoints import BUILTIN_DIR
 from zoo.contract import Runtime
 
-from harness.cell_runner import run_cell
-from harness.cells import Cell, CellPlan, Settings
+from harness.run.executors.local import run_cell
+from harness.plan.cells import Cell, CellPlan, Settings
 from rich.markup import escape
 
 from harness.commands.common import load_registry, report_problems
-from harness.registry import UnknownName
-from harness.report import print_results, wide_console
-from harness.runner import thread_env
-from harness.store import new_run_id
+from harness.plugins.registry import UnknownName
+from harness.render.terminal import print_results, wide_console
+from harness.run.orchestrate import thread_env
+from harness.results.store import new_run_id
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from harness.commands.common import split_csv
-from harness.report import print_error
+from harness.render.terminal import print_error
 
 FORMATS = ("table", "markdown", "html", "csv", "parquet")
 
@@ -37,13 +37,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.loader import LoadError, load_results, resolve_runs
-    from harness.records import SchemaError
-    from harness.tables import side_by_side
+    from harness.results.loader import LoadError, load_results, resolve_runs
+    from harness.results.records import SchemaError
+    from harness.analysis.side_by_side import side_by_side
 
     err = Console(stderr=True)
     try:
-        from harness.tables import DEFAULT_METRICS
+        from harness.analysis.side_by_side import DEFAULT_METRICS
 
         metrics = split_csv(args.metrics) or list(DEFAULT_METRICS)
         # csv and parquet carry every metric unless some were asked for
@@ -71,12 +71,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _render(fmt: str, rs, sbs) -> str:
     if fmt == "markdown":
-        from harness.markdown_report import side_by_side_markdown
+        from harness.render.markdown import side_by_side_markdown
 
         return side_by_side_markdown(sbs, title="zoo report · " + ", ".join(rs.runs["run"]))
     if fmt == "html":
-        from harness.history import build_history
-        from harness.html_report import html_report
+        from harness.analysis.history import build_history
+        from harness.render.html import html_report
 
         return html_report(rs, sbs, build_history(rs) if len(rs.runs) > 1 else None)
     frame = rs.metrics.drop(columns=["run_order"]).copy()
@@ -85,7 +85,7 @@ def _render(fmt: str, rs, sbs) -> str:
 
 
 def _table(sbs, rs, output: Path | None) -> int:
-    from harness.report import side_by_side_table, wide_console
+    from harness.render.terminal import side_by_side_table, wide_console
 
     console = wide_console(file=output.open("w")) if output else wide_console()
     runs = ", ".join(rs.runs["run"])

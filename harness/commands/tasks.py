@@ -6,7 +6,7 @@ import argparse
 
 from rich.table import Table
 
-from harness.report import plain_row, wide_console
+from harness.render.terminal import plain_row, wide_console
 from harness.commands.common import load_registry, report_problems
 
 

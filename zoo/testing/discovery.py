@@ -50,8 +50,8 @@ class Discovery:
 
 def discover(name: str, explicit: Sequence[str] = ()) -> Discovery:
     """Load every plugin as ``zoo bench`` does and look ``name`` (or an alias) up."""
-    from harness.plugin_manager import GROUP, load_plugins
-    from harness.registry import UnknownName, build_registry
+    from harness.plugins.manager import GROUP, load_plugins
+    from harness.plugins.registry import UnknownName, build_registry
 
     registry = build_registry(load_plugins(explicit=explicit))
     found = Discovery(problems=[f"{p.name} ({p.distribution}): {p.error}" for p in registry.problems])
@@ -90,8 +90,8 @@ def discover(name: str, explicit: Sequence[str] = ()) -> Discovery:
 #: print the top-level modules that this imported.
 _LAZY_SCRIPT = """
 import json, sys
-from harness.plugin_manager import worker_host
-from harness.registry import build_registry
+from harness.plugins.manager import worker_host
+from harness.plugins.registry import build_registry
 from zoo.contract import Runtime
 before = set(sys.modules)
 registry = build_registry(worker_host([sys.argv[1]]))

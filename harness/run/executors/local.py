@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from harness.cells import CellPlan
-from harness.records import CellRecord, ErrorInfo, record_from_dict
-from harness.store import utc_now
+from harness.plan.cells import CellPlan
+from harness.results.records import CellRecord, ErrorInfo, record_from_dict
+from harness.results.store import utc_now
 
 TAIL_LINES = 20
 

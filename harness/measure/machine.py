@@ -95,7 +95,7 @@ def _cached_stable() -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def _cached_gpu() -> str:
     """``name, driver`` of the first GPU as nvidia-smi reports it, or ``""``."""
-    from harness.peak import gpu_name
+    from harness.measure.peak import gpu_name
 
     return gpu_name()
 

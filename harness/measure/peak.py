@@ -4,7 +4,7 @@ over what *this* machine does, not a data-sheet number.
 CPU: the best of several large square matmuls with the cell's thread count (and CPU affinity),
 in float32 through NumPy's BLAS, in bfloat16 through torch when it is installed (NumPy has no
 bfloat16 BLAS). GPU: a table of known devices (dense tensor-core peaks from the vendors' data
-sheets) by the name ``nvidia-smi`` reports. Runs as ``python -m harness.peak`` in a subprocess so
+sheets) by the name ``nvidia-smi`` reports. Runs as ``python -m harness.measure.peak`` in a subprocess so
 the ``zoo`` process never imports a framework.
 """
 
@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from harness.machine import pin_threads
+from harness.measure.machine import pin_threads
 
 #: Dense peak TFLOP/s (fp32 without TF32, bf16 tensor cores) by GPU name substring.
 GPU_PEAK_TFLOPS = {
@@ -82,7 +82,7 @@ def gpu_peak(precision: str, name: str) -> Peak:
     for key, peaks in GPU_PEAK_TFLOPS.items():
         if key in name and peaks.get(precision):
             return Peak("gpu", precision, peaks[precision] * 1e3, f"data sheet of {key} (dense)")
-    return Peak("gpu", precision, 0.0, f"unknown GPU {name!r}: add it to harness.peak.GPU_PEAK_TFLOPS")
+    return Peak("gpu", precision, 0.0, f"unknown GPU {name!r}: add it to harness.measure.peak.GPU_PEAK_TFLOPS")
 
 
 def measure(device: str, precision: str, threads: int, timeout_s: float = 120) -> Peak:
@@ -92,7 +92,7 @@ def measure(device: str, precision: str, threads: int, timeout_s: float = 120) -
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads)}
     try:
-        proc = subprocess.run([sys.executable, "-m", "harness.peak", precision, str(threads)], capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "harness.measure.peak", precision, str(threads)], capture_output=True,
                               text=True, timeout=timeout_s, env=env)
         return Peak(**json.loads(proc.stdout.strip().splitlines()[-1]))
     except (subprocess.SubprocessError, ValueError, IndexError, TypeError) as exc:

@@ -16,7 +16,7 @@ from zoo.contract import Framework
 from zoo.models.spec import ModelSpec
 from zoo.tasks.task import Task
 
-from harness.plugin_manager import PluginFailure, PluginHost, PluginOrigin
+from harness.plugins.manager import PluginFailure, PluginHost, PluginOrigin
 
 T = TypeVar("T")
 

@@ -27,9 +27,9 @@ from zoo.contract import FineTuneConfig, Runtime, TrainData
 from zoo.models.flops import train_step_flops
 from zoo.init import init_weights, with_new_head
 
-from harness.cells import CellPlan
-from harness.machine import pin_threads
-from harness.phases import (
+from harness.plan.cells import CellPlan
+from harness.measure.machine import pin_threads
+from harness.worker.phases import (
     ContractViolation,
     Evaluator,
     fine_tune_recipe,
@@ -37,10 +37,10 @@ from harness.phases import (
     latency,
     train_throughput,
 )
-from harness.plugin_manager import worker_host
-from harness.records import CellRecord, ErrorInfo, Metric, record_to_json
-from harness.registry import build_registry
-from harness.store import utc_now
+from harness.plugins.manager import worker_host
+from harness.results.records import CellRecord, ErrorInfo, Metric, record_to_json
+from harness.plugins.registry import build_registry
+from harness.results.store import utc_now
 
 ENV_VARS_RECORDED = (
     "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "XLA_FLAGS", "JAX_PLATFORMS",

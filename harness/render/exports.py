@@ -22,8 +22,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.loader import ResultSet
-from harness.tables import DEFAULT_METRICS, label
+from harness.results.loader import ResultSet
+from harness.analysis.side_by_side import DEFAULT_METRICS, label
 
 #: metric -> (how to turn a sample into seconds per operation, what an operation is)
 PYTEST_TIMINGS = {

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from harness.records import CellRecord
+from harness.results.records import CellRecord
 
 #: Metrics that only a training phase produces; shown as "n/a" for inference-only frameworks.
 TRAINING_METRICS = {"train_throughput", "train_utilisation", "compile_s", "time_to_accuracy_s", "fine_tune_wall_s"}
@@ -104,7 +104,7 @@ VERDICT_STYLE = {"regressed": "bold red", "improved": "green", "unstable": "yell
 
 
 def side_by_side_table(sbs, title: str = "") -> Table:
-    """Rich rendering of :class:`harness.tables.SideBySide`."""
+    """Rich rendering of :class:`harness.analysis.side_by_side.SideBySide`."""
     from rich.text import Text
 
     table = Table(title=Text(title) if title else None, header_style="bold")
@@ -122,11 +122,11 @@ def side_by_side_table(sbs, title: str = "") -> Table:
 
 
 def comparison_table(cmp, show_all: bool = False, fail_on=()) -> Table:
-    """Rich rendering of :class:`harness.compare.Comparison` (unchanged rows only with ``show_all``)."""
+    """Rich rendering of :class:`harness.analysis.compare.Comparison` (unchanged rows only with ``show_all``)."""
     from rich.text import Text
 
-    from harness.markdown_report import comparison_rows, fmt_change, fmt_ci, fmt_q
-    from harness.tables import fmt_value, label
+    from harness.render.markdown import comparison_rows, fmt_change, fmt_ci, fmt_q
+    from harness.analysis.side_by_side import fmt_value, label
 
     table = Table(header_style="bold")
     for col, justify in (("framework", "left"), ("model", "left"), ("task", "left"), ("metric", "left"),
@@ -144,11 +144,11 @@ def comparison_table(cmp, show_all: bool = False, fail_on=()) -> Table:
 
 
 def history_table(h, last: int = 10) -> Table:
-    """Rich rendering of :class:`harness.history.History`: the last ``last`` runs as columns."""
+    """Rich rendering of :class:`harness.analysis.history.History`: the last ``last`` runs as columns."""
     from rich.text import Text
 
-    from harness.history import describe_change
-    from harness.tables import fmt_value, label
+    from harness.analysis.history import describe_change
+    from harness.analysis.side_by_side import fmt_value, label
 
     runs = list(h.runs["run"])[-last:]
     several = h.values["fingerprint"].nunique() > 1

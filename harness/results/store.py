@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from zoo.checkpoints import atomic_write_bytes
 
-from harness.records import CellRecord, record_from_dict, record_to_json
+from harness.results.records import CellRecord, record_from_dict, record_to_json
 
 RESULTS_FILE = "results.jsonl"
 #: ``zoo bench --repeats``: each worker process's own record, kept until the cell's merged record

@@ -33,8 +33,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.loader import ResultSet
-from harness.ranktests import benjamini_hochberg, mann_whitney, mann_whitney_rows, robust_cv_rows, sample_tests
+from harness.results.loader import ResultSet
+from harness.measure.ranktests import benjamini_hochberg, mann_whitney, mann_whitney_rows, robust_cv_rows, sample_tests
 
 __all__ = ["RULES", "VERDICTS", "CompareSettings", "Comparison", "NotComparable", "Rule", "benjamini_hochberg",
            "compare_results", "mann_whitney", "mann_whitney_rows", "night_noise", "robust_cv_rows"]

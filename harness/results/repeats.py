@@ -5,13 +5,13 @@ Why processes and not more windows: on a shared machine, and even on a quiet one
 its own luck (memory layout, which cores its threads landed on, what the rest of the machine did
 in those seconds). Windows inside one process agree with each other more than with the next
 run's, so a CI computed from one process is too narrow to predict the next run. Pooling the
-windows of R processes and bootstrapping processes first (:func:`harness.stats.summarize_groups`)
+windows of R processes and bootstrapping processes first (:func:`harness.measure.stats.summarize_groups`)
 gives an interval that back-to-back runs can be held to.
 
 How each metric is merged:
 
 * metrics with raw samples (throughput windows, batch-1 latencies): all samples pooled, value
-  and spread from :func:`~harness.stats.summarize_groups`, plus ``spread["within_cv"]``, the
+  and spread from :func:`~harness.measure.stats.summarize_groups`, plus ``spread["within_cv"]``, the
   median of the processes' own robust CVs (window-to-window noise inside a process, where the
   pooled ``robust_cv`` also holds the spread between processes); the latency percentiles p90/p99
   are recomputed over the pooled latencies;
@@ -32,8 +32,8 @@ from typing import Sequence
 
 import numpy as np
 
-from harness.records import CellRecord, ErrorInfo, Metric
-from harness.stats import percentile, summarize_groups
+from harness.results.records import CellRecord, ErrorInfo, Metric
+from harness.measure.stats import percentile, summarize_groups
 
 #: Metrics whose value is a percentile of another metric's samples.
 PERCENTILES = {"latency_p90_ms": ("latency_p50_ms", 90.0), "latency_p99_ms": ("latency_p50_ms", 99.0)}

@@ -9,12 +9,12 @@ from __future__ import annotations
 from html import escape
 from typing import Sequence
 
-from harness.history import History, describe_change
-from harness.loader import ResultSet
-from harness.svg import bar_chart, color, line_chart
+from harness.analysis.history import History, describe_change
+from harness.results.loader import ResultSet
+from harness.render.svg import bar_chart, color, line_chart
 
 DASHES = ("", "6 3", "2 2", "8 3 2 3")
-from harness.tables import SideBySide, label
+from harness.analysis.side_by_side import SideBySide, label
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 PLOTTED = ("train_throughput", "infer_throughput", "latency_p50_ms", "peak_rss_mb", "accuracy")

@@ -9,9 +9,9 @@ import re
 from functools import lru_cache
 from typing import Sequence
 
-from harness.compare import VERDICTS, Comparison
-from harness.history import History, describe_change
-from harness.tables import SideBySide, fmt_value, label
+from harness.analysis.compare import VERDICTS, Comparison
+from harness.analysis.history import History, describe_change
+from harness.analysis.side_by_side import SideBySide, fmt_value, label
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")  # what can start markup inside a table cell
 VERDICT_MARK = {"regressed": "🔴 regressed", "improved": "🟢 improved", "unstable": "🟡 unstable",

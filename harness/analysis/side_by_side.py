@@ -10,8 +10,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from harness.loader import ResultSet
-from harness.report import COLUMNS
+from harness.results.loader import ResultSet
+from harness.render.terminal import COLUMNS
 
 LABELS = {metric: title for metric, title, _ in COLUMNS}
 FORMATS = {metric: fmt for metric, _, fmt in COLUMNS}

@@ -21,9 +21,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.compare import RULES, Rule
-from harness.loader import ResultSet
-from harness.tables import DEFAULT_METRICS
+from harness.analysis.compare import RULES, Rule
+from harness.results.loader import ResultSet
+from harness.analysis.side_by_side import DEFAULT_METRICS
 
 #: Single-value timings have no rule in ``zoo compare``; over a history they get one.
 HISTORY_RULES = {**RULES, "compile_s": Rule("relative", 0.10, min_abs=0.05, tested=False),

@@ -12,9 +12,9 @@
   float array. A cell without metrics (skipped, or failed early) still has one row, with
   ``metric`` empty.
 
-Records go through :func:`harness.records.migrate_record` (older schemas are upgraded, a newer one
-is refused with :class:`~harness.records.SchemaError`); manifests through :func:`migrate_manifest`.
-The records are read as JSON (orjson when installed), not as :class:`~harness.records.CellRecord`
+Records go through :func:`harness.results.records.migrate_record` (older schemas are upgraded, a newer one
+is refused with :class:`~harness.results.records.SchemaError`); manifests through :func:`migrate_manifest`.
+The records are read as JSON (orjson when installed), not as :class:`~harness.results.records.CellRecord`
 objects, and big runs in parallel processes, so that 10,000 cells load in a few seconds.
 """
 
@@ -37,8 +37,8 @@ try:  # about twice as fast on records full of samples; json is the fallback
 except ImportError:  # pragma: no cover - orjson is a dependency, but keep working without it
     _loads = json.loads
 
-from harness.records import STATUSES, SchemaError, migrate_record
-from harness.store import MANIFEST_FILE, RESULTS_FILE
+from harness.results.records import STATUSES, SchemaError, migrate_record
+from harness.results.store import MANIFEST_FILE, RESULTS_FILE
 
 MANIFEST_SCHEMA_VERSION = 1
 PARALLEL_BYTES = 32 << 20  # results files above this in total are parsed in parallel processes
@@ -261,7 +261,7 @@ def _add_record(rec: Mapping[str, Any], run: str, cells: list[tuple], rows: list
 
 
 def _cell_key(cell: Mapping[str, Any]) -> str:
-    from harness.cells import Cell
+    from harness.plan.cells import Cell
 
     fields = set(Cell.__dataclass_fields__)
     return Cell(**{k: v for k, v in cell.items() if k in fields}).key

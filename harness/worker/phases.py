@@ -3,9 +3,9 @@ and returns its metrics; the adapter only runs the steps it is handed.
 
 Throughput phases (inference, training) follow one method for every framework: run a warm-up
 of at most ``warmup_cap`` steps plus ``windows`` windows of ``K`` steps, detect after the fact
-where the step times became steady (:func:`~harness.meter.steady_start`), and report the
+where the step times became steady (:func:`~harness.measure.meter.steady_start`), and report the
 windows that follow it. ``K`` is chosen so that a window lasts at least
-:data:`~harness.meter.MIN_WINDOW_S`.
+:data:`~harness.measure.meter.MIN_WINDOW_S`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import numpy as np
 from zoo.batching import eval_order
 from zoo.contract import EvalData, FineTuneConfig, Framework, TrainData
 
-from harness.cells import Settings
-from harness.meter import StepMeter, steady_start, steps_for_window, window_durations, window_throughputs
-from harness.records import Metric
-from harness.stats import percentile
+from harness.plan.cells import Settings
+from harness.measure.meter import StepMeter, steady_start, steps_for_window, window_durations, window_throughputs
+from harness.results.records import Metric
+from harness.measure.stats import percentile
 
 
 class ContractViolation(RuntimeError):

@@ -16,14 +16,14 @@ from zoo.checkpoints import CheckpointError, locate_checkpoint, search_path
 from zoo.contract import DEVICES, PRECISIONS, Framework, Runtime, Support
 from zoo.models.spec import parse_freeze
 
-from harness import machine, peak
-from harness.cell_runner import run_cell
-from harness.repeats import merge_repeats
-from harness.cells import Cell, CellPlan, Settings
-from harness.plugin_manager import PluginHost
-from harness.records import CellRecord, ErrorInfo, record_to_dict, record_to_json
-from harness.registry import Provided, Registry
-from harness.store import RunStore, StoreError, new_run_id, utc_now
+from harness.measure import machine, peak
+from harness.run.executors.local import run_cell
+from harness.results.repeats import merge_repeats
+from harness.plan.cells import Cell, CellPlan, Settings
+from harness.plugins.manager import PluginHost
+from harness.results.records import CellRecord, ErrorInfo, record_to_dict, record_to_json
+from harness.plugins.registry import Provided, Registry
+from harness.results.store import RunStore, StoreError, new_run_id, utc_now
 
 DEFAULT_TASK = "digits"
 DEFAULT_MODELS = ("mlp", "cnn")
@@ -52,7 +52,7 @@ class BenchRequest:
     windows: int = 5
     window_steps: int = 0
     warmup_cap: int = 50
-    repeats: int = 1  # worker processes per cell, merged into one record (harness.repeats)
+    repeats: int = 1  # worker processes per cell, merged into one record (harness.results.repeats)
     timeout_s: float = 900.0
     results_dir: Path = Path("results")
     run_id: str = ""
@@ -92,7 +92,7 @@ def resolve_frameworks(names: Sequence[str], registry: Registry) -> list[tuple[P
 def plan_cells(request: BenchRequest, registry: Registry, run_id: str) -> list[PlannedCell]:
     """Expand the request into cells, resolving names (aliases, variants, suggestions) and
     asking each adapter whether it supports the cell. Raises :class:`PlanError` or
-    :class:`~harness.registry.UnknownName` before anything runs."""
+    :class:`~harness.plugins.registry.UnknownName` before anything runs."""
     if not registry.frameworks:
         raise PlanError(no_framework_message(registry))
     _check_choice("device", request.device, DEVICES)
@@ -336,7 +336,7 @@ QUIET_CHANGE = 0.05
 
 
 def quietness(start_gflops: float, threads: int) -> dict:
-    """The CPU matmul probe of :mod:`harness.peak` measured again at the end of a run and set
+    """The CPU matmul probe of :mod:`harness.measure.peak` measured again at the end of a run and set
     beside its value at the start: a machine whose speed changed during the run was not quiet,
     and its numbers shifted with it (an input to ``zoo bench``'s warning, kept in the manifest)."""
     end = peak.measure("cpu", "fp32", threads).gflops

@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from harness.cells import Cell
-from harness.stats import summarize
+from harness.plan.cells import Cell
+from harness.measure.stats import summarize
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "skipped", "timeout")
