@@ -124,7 +124,8 @@ def test_unknown_variant_lists_the_variants(tmp_path):
 def test_default_variant_and_plain_name_are_the_same_cell():
     from harness.plugins.manager import load_plugins
     from harness.plugins.registry import build_registry
-    from harness.run.orchestrate import BenchRequest, plan_cells
+    from harness.plan.planner import plan_cells
+    from harness.plan.request import BenchRequest
 
     registry = build_registry(load_plugins())
     cells = plan_cells(BenchRequest(frameworks=["torch", "pytorch:eager", "torch:compile"], models=["mlp"],

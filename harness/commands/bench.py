@@ -15,15 +15,9 @@ from zoo.models.spec import FREEZE_HELP
 from harness.commands.common import load_registry, report_problems, split_csv
 from harness.plugins.registry import UnknownName
 from harness.render.terminal import error_console, print_results, wide_console
-from harness.run.orchestrate import (
-    DEFAULT_MODELS,
-    DEFAULT_TASK,
-    BenchRequest,
-    CellEvent,
-    PlanError,
-    request_from_manifest,
-    run_bench,
-)
+from harness.plan.request import DEFAULT_MODELS, DEFAULT_TASK, BenchRequest, PlanError
+from harness.run.orchestrate import CellEvent, run_bench
+from harness.run.resume import request_from_manifest
 from harness.results.store import StoreError
 
 
@@ -69,6 +63,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN_ID", default="",
                    help="continue run RUN_ID in --results-dir with its own settings: re-run only its missing, "
                         "failed and timed-out cells")
+    p.add_argument("--executor", default="local", help="where cells run: local (default: one worker subprocess "
+                   "per cell on this machine) or an executor a plugin adds; see docs/architecture.md")
     p.add_argument("--checkpoint-dir", default="", help="directory with zoo checkpoints and their manifest.json, "
                    "searched before the user's ($ZOO_CACHE_DIR/checkpoints) and the shipped ones")
     p.add_argument("--checkpoint", default="", help="start from this checkpoint (from `zoo import`, `zoo fetch` or "
@@ -85,7 +81,7 @@ def request_from_args(args: argparse.Namespace) -> BenchRequest:
         init=args.init, seed=args.seed, windows=args.windows, window_steps=args.window_steps,
         warmup_cap=args.warmup_cap, repeats=args.repeats, timeout_s=args.timeout,
         results_dir=args.results_dir, run_id=args.run_id, checkpoint_dir=args.checkpoint_dir,
-        checkpoint=args.checkpoint, trigger=args.trigger,
+        checkpoint=args.checkpoint, trigger=args.trigger, executor=args.executor,
     )
     if args.threads is not None:
         fields["threads"] = args.threads

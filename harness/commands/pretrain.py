@@ -9,19 +9,15 @@ import os
 import tempfile
 from pathlib import Path
 
-
-from zoo.checkpoints import BUILTIN_DIR
-from zoo.contract import Runtime
-
-from harness.run.executors.local import run_cell
-from harness.plan.cells import Cell, CellPlan, Settings
 from rich.markup import escape
 
+from zoo.checkpoints import BUILTIN_DIR
+
 from harness.commands.common import load_registry, report_problems
+from harness.plan.pretrain import pretrain_plan
 from harness.plugins.registry import UnknownName
 from harness.render.terminal import print_results, wide_console
-from harness.run.orchestrate import thread_env
-from harness.results.store import new_run_id
+from harness.run.executors.local import run_cell
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -70,18 +66,8 @@ def run(args: argparse.Namespace) -> int:
     except (UnknownName, ValueError) as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
-    recipe = task.item.recipe
     name = args.name or f"{args.model}-{args.task.replace('-', '')}"
-    runtime = Runtime("cpu", "fp32", args.threads, args.seed)
-    plan = CellPlan(
-        run_id=new_run_id(),
-        cell=Cell(fw.item.name, model.item.name, task.item.name, "cpu", "fp32", recipe.batch_size, "none", "scratch"),
-        settings=Settings(epochs=args.epochs or recipe.epochs, learning_rate=recipe.learning_rate,
-                          threads=args.threads, seed=args.seed, export_to=str(args.out.resolve()), export_name=name,
-                          export_card=card),
-        modules=tuple(dict.fromkeys([fw.origin.module, model.origin.module, task.origin.module])),
-        env={**thread_env(args.threads), **fw.item.subprocess_env(runtime)},
-    )
+    plan = pretrain_plan(fw, model, task, args.out, name, args.epochs, args.seed, args.threads, card)
     with tempfile.TemporaryDirectory() as tmp:
         record = run_cell(plan, Path(tmp), Path(tmp) / "worker.log", timeout_s=3600)
         print_results([record], console, title=f"zoo pretrain {name}")

@@ -95,19 +95,14 @@ def _cached_stable() -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def _cached_gpu() -> str:
     """``name, driver`` of the first GPU as nvidia-smi reports it, or ``""``."""
-    from harness.measure.peak import gpu_name
-
     return gpu_name()
 
 
-def pin_threads(threads: int) -> list[int]:
-    """Restrict this process to its first ``threads`` allowed CPUs, so every framework's cell (and
-    the peak probe) computes on the same cores; returns the CPUs it may use now ([] where the OS
-    has no affinity API)."""
+def gpu_name() -> str:
+    """``name, driver`` of the first GPU as ``nvidia-smi`` reports it, or ``""`` without one."""
     try:
-        cpus = sorted(os.sched_getaffinity(0))
-        if threads < len(cpus):
-            os.sched_setaffinity(0, cpus[:threads])
-        return sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return []
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""

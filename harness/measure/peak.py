@@ -17,7 +17,10 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from harness.measure.machine import pin_threads
+from zoo.threads import thread_env
+
+from harness.measure.affinity import pin_threads
+from harness.measure.machine import gpu_name
 
 #: Dense peak TFLOP/s (fp32 without TF32, bf16 tensor cores) by GPU name substring.
 GPU_PEAK_TFLOPS = {
@@ -69,15 +72,6 @@ def measure_cpu(precision: str, threads: int, n: int = 2048, repeats: int = 5) -
     return Peak("cpu", precision, _best_matmul(lambda: a @ b, n, repeats), f"torch bf16 matmul {n}x{n}, {threads} threads")
 
 
-def gpu_name() -> str:
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
-        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
 def gpu_peak(precision: str, name: str) -> Peak:
     for key, peaks in GPU_PEAK_TFLOPS.items():
         if key in name and peaks.get(precision):
@@ -89,8 +83,7 @@ def measure(device: str, precision: str, threads: int, timeout_s: float = 120) -
     """The peak for one device and precision, measured in a subprocess (CPU) or looked up (GPU)."""
     if device == "gpu":
         return gpu_peak(precision, gpu_name())
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
-           "MKL_NUM_THREADS": str(threads)}
+    env = {**os.environ, **thread_env(threads)}
     try:
         proc = subprocess.run([sys.executable, "-m", "harness.measure.peak", precision, str(threads)], capture_output=True,
                               text=True, timeout=timeout_s, env=env)

@@ -52,9 +52,15 @@ class Settings:
     target_accuracy: float = 0.0  # for time-to-accuracy; 0 = none
     peak_gflops: float = 0.0  # the device's measured peak at this precision (0 = unknown)
     checkpoint_dir: str = ""  # "" = the checkpoints shipped with zoo
-    export_to: str = ""  # pretrain mode: directory to save the trained weights in
-    export_name: str = ""  # pretrain mode: checkpoint name to save them as
-    export_card: str = ""  # pretrain mode: JSON object of model-card fields given by the user
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """``zoo pretrain``: save the fine-tuned weights as a zoo checkpoint (not part of a benchmark)."""
+
+    directory: str  # where the safetensors file and its manifest entry go
+    name: str  # the checkpoint name
+    card: str = ""  # JSON object of model-card fields given by the user (they win over ours)
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,8 @@ class CellPlan:
     modules: tuple[str, ...]  # plugin modules the worker registers (framework, model, task)
     checkpoint: str = ""  # zoo checkpoint name for init == "pretrained"
     env: Mapping[str, str] = field(default_factory=dict)
+    trackers: tuple[str, ...] = ()  # measurement trackers the worker runs around each phase
+    export: ExportSpec | None = None  # zoo pretrain only
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,4 +88,6 @@ class CellPlan:
             modules=tuple(data["modules"]),
             checkpoint=data.get("checkpoint", ""),
             env=dict(data.get("env", {})),
+            trackers=tuple(data.get("trackers", ())),
+            export=ExportSpec(**data["export"]) if data.get("export") else None,
         )

@@ -1,184 +1,32 @@
-"""Plan a benchmark matrix, run each cell in its own worker process, and store every record as
-soon as its cell ends."""
+"""Run a planned matrix: open the run's store, hand the cells to an executor round by round,
+store every record as soon as its cell ends, and say how the run ended.
+
+What runs is decided by :mod:`harness.plan.planner`; where it runs by the executor
+(:mod:`harness.run.executors`); the repeat rounds by :mod:`harness.run.schedule`; what a
+``--resume`` keeps by :mod:`harness.run.resume`. This module only orchestrates them.
+"""
 
 from __future__ import annotations
 
-import itertools
-import os
 import sys
 import traceback
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
-import zoo
-from zoo.checkpoints import CheckpointError, locate_checkpoint, search_path
-from zoo.contract import DEVICES, PRECISIONS, Framework, Runtime, Support
-from zoo.models.spec import parse_freeze
-
-from harness.measure import machine, peak
-from harness.run.executors.local import run_cell
-from harness.results.repeats import merge_repeats
-from harness.plan.cells import Cell, CellPlan, Settings
+from harness.plan.cells import Cell
+from harness.plan.planner import PlannedCell, plan_cells
+from harness.plan.request import BenchRequest
 from harness.plugins.manager import PluginHost
+from harness.plugins.registry import Registry
+from harness.results.manifest import new_manifest
 from harness.results.records import CellRecord, ErrorInfo, record_to_dict, record_to_json
-from harness.plugins.registry import Provided, Registry
+from harness.results.repeats import merge_repeats
 from harness.results.store import RunStore, StoreError, new_run_id, utc_now
-
-DEFAULT_TASK = "digits"
-DEFAULT_MODELS = ("mlp", "cnn")
-
-
-class PlanError(ValueError):
-    """The request cannot be run as given; the message says how to fix it."""
-
-
-@dataclass(frozen=True)
-class BenchRequest:
-    """What ``zoo bench`` was asked to do. ``None`` means "the task's recipe decides"."""
-
-    frameworks: Sequence[str] = ()  # empty = every installed framework
-    models: Sequence[str] = DEFAULT_MODELS
-    tasks: Sequence[str] = (DEFAULT_TASK,)
-    device: str = "cpu"
-    precisions: Sequence[str] = ("fp32",)
-    batch_size: int | None = None
-    epochs: int | None = None
-    learning_rate: float | None = None
-    freeze: str | None = None
-    init: str = "pretrained"
-    threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
-    seed: int = 0
-    windows: int = 5
-    window_steps: int = 0
-    warmup_cap: int = 50
-    repeats: int = 1  # worker processes per cell, merged into one record (harness.results.repeats)
-    timeout_s: float = 900.0
-    results_dir: Path = Path("results")
-    run_id: str = ""
-    checkpoint_dir: str = ""  # searched before the user's and the shipped checkpoints
-    checkpoint: str = ""  # start every cell of its model from this checkpoint (else the task's)
-    trigger: str = "manual"
-
-
-@dataclass(frozen=True)
-class PlannedCell:
-    cell: Cell
-    plan: CellPlan | None  # None when skipped
-    skip_reason: str = ""
-
-
-def _check_choice(kind: str, value: str, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise PlanError(f"unknown {kind} {value!r}; choose one of: {', '.join(allowed)}")
-
-
-def resolve_frameworks(names: Sequence[str], registry: Registry) -> list[tuple[Provided[Framework], str]]:
-    """``["pytorch:compile", "tf", ...]`` -> (framework, variant) pairs; the adapter's default
-    variant is stored as ``""`` so that ``torch`` and ``torch:eager`` are the same cell."""
-    out: dict[tuple[str, str], tuple[Provided[Framework], str]] = {}
-    for spec in names or sorted(registry.frameworks):
-        name, _, variant = spec.partition(":")
-        provided = registry.framework(name)
-        variants = list(provided.item.variants)
-        if variant and variant not in variants:
-            raise PlanError(f"framework {provided.item.name!r} has no variant {variant!r}; "
-                            f"it offers: {', '.join(variants)}")
-        variant = "" if not variant or variant == variants[0] else variant
-        out.setdefault((provided.item.name, variant), (provided, variant))
-    return list(out.values())
-
-
-def plan_cells(request: BenchRequest, registry: Registry, run_id: str) -> list[PlannedCell]:
-    """Expand the request into cells, resolving names (aliases, variants, suggestions) and
-    asking each adapter whether it supports the cell. Raises :class:`PlanError` or
-    :class:`~harness.plugins.registry.UnknownName` before anything runs."""
-    if not registry.frameworks:
-        raise PlanError(no_framework_message(registry))
-    _check_choice("device", request.device, DEVICES)
-    for precision in request.precisions:
-        _check_choice("precision", precision, PRECISIONS)
-    if request.freeze is not None:
-        try:
-            parse_freeze(request.freeze)
-        except ValueError as exc:
-            raise PlanError(str(exc)) from None
-    _check_choice("init", request.init, ("pretrained", "scratch"))
-    for name, value in (("batch size", request.batch_size), ("epochs", request.epochs)):
-        if value is not None and value < 1:
-            raise PlanError(f"{name} must be at least 1, got {value}")
-    if request.threads < 1 or request.windows < 1 or request.timeout_s <= 0 or request.window_steps < 0 \
-            or request.warmup_cap < 1 or request.repeats < 1:
-        raise PlanError("--threads, --windows, --warmup-cap and --repeats must be at least 1, --window-steps at least 0 "
-                        "and --timeout positive")
-    frameworks = resolve_frameworks(request.frameworks, registry)
-    models = [registry.model(m) for m in request.models]
-    tasks = [registry.task(t) for t in request.tasks]
-
-    planned = []
-    for task_p, model_p, precision, (fw_p, variant) in itertools.product(tasks, models, request.precisions, frameworks):
-        task, spec, adapter = task_p.item, model_p.item, fw_p.item
-        recipe = task.recipe
-        settings = Settings(
-            epochs=request.epochs or recipe.epochs,
-            learning_rate=request.learning_rate or recipe.learning_rate,
-            threads=request.threads, seed=request.seed, windows=request.windows,
-            window_steps=request.window_steps, warmup_cap=request.warmup_cap,
-            checkpoint_dir=str(Path(request.checkpoint_dir).resolve()) if request.checkpoint_dir else "",
-            target_accuracy=task.target_accuracy or 0.0,
-        )
-        checkpoint = (request.checkpoint or task.checkpoint_for(spec.name) or "") if request.init == "pretrained" else ""
-        # a model without a zoo checkpoint for this task starts from random weights, and says so
-        cell = Cell(adapter.name, spec.name, task.name, request.device, precision,
-                    request.batch_size or recipe.batch_size, request.freeze or recipe.freeze,
-                    "pretrained" if checkpoint else "scratch", variant)
-        try:  # a last-N policy must fit the model: fail before measuring, not in the worker
-            spec.trainable_names(cell.freeze, task.input_shape, task.num_classes)
-        except ValueError as exc:
-            raise PlanError(str(exc)) from None
-        support = adapter.supports(spec, request.device, precision)
-        if support.ok and request.checkpoint:
-            support = _checkpoint_fits(request, spec.name)
-        if not support.ok:
-            planned.append(PlannedCell(cell, None, support.reason))
-            continue
-        runtime = Runtime(request.device, precision, request.threads, request.seed, variant=variant)
-        plan = CellPlan(
-            run_id=run_id, cell=cell, settings=settings,
-            modules=tuple(dict.fromkeys([fw_p.origin.module, model_p.origin.module, task_p.origin.module])),
-            checkpoint=checkpoint,
-            env={**thread_env(request.threads), **adapter.subprocess_env(runtime)},
-        )
-        planned.append(PlannedCell(cell, plan))
-    return planned
-
-
-def _checkpoint_fits(request: BenchRequest, model: str) -> Support:
-    """``--checkpoint NAME`` applies to the cells of its own model; it must exist."""
-    try:
-        entry, _ = locate_checkpoint(request.checkpoint, search_path(request.checkpoint_dir))
-    except CheckpointError as exc:
-        raise PlanError(str(exc)) from None
-    if entry.model != model:
-        return Support.no(f"checkpoint {entry.name!r} is for model {entry.model!r}, not {model!r}")
-    return Support.yes()
-
-
-def thread_env(threads: int) -> dict[str, str]:
-    """The generic thread-pool settings every worker gets, whatever its framework."""
-    n = str(threads)
-    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
-
-
-def no_framework_message(registry: Registry) -> str:
-    lines = [
-        "no framework plugin is installed, so there is nothing to benchmark.",
-        "Install one or more, for example:  pip install zoo-torch zoo-tf zoo-jax",
-        "(from a checkout: pip install -e plugins/zoo-torch; or run `make bench`, which sets up everything)",
-    ]
-    for failure in registry.problems:
-        lines.append(f"plugin {failure.name} ({failure.distribution}) failed to load: {failure.error}")
-    return "\n".join(lines)
+from harness.run.executors import make_executor
+from harness.run.executors.base import CellJob, Executor
+from harness.run.resume import open_resumed
+from harness.run.schedule import is_final, round_cells
 
 
 @dataclass(frozen=True)
@@ -208,106 +56,108 @@ class RunOutcome:
     quietness: dict = field(default_factory=dict)  # the matmul probe at the run's start and end
 
 
-def _new_manifest(request: BenchRequest, planned: list[PlannedCell], host: PluginHost, run_id: str) -> dict:
-    stable = machine.stable_info()
-    return {
-        "schema_version": 1,
-        "run_id": run_id,
-        "trigger": request.trigger,
-        "started_at": utc_now(),
-        "status": "running",
-        "harness": {"zoo_bench": zoo.__version__, "contract_version": zoo.CONTRACT_VERSION, **machine.harness_commit()},
-        "machine": {"fingerprint": machine.fingerprint(stable), "stable": stable, "volatile": machine.volatile_info()},
-        "request": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(request).items()},
-        "cells": [p.cell.key for p in planned],
-        "plugins": {name: asdict(origin) for name, origin in host.origins.items()},
-    }
-
-
-def request_from_manifest(results_dir: Path, run_id: str) -> BenchRequest:
-    """The request an earlier run was started with, for ``zoo bench --resume``."""
-    manifest = RunStore.existing(results_dir, run_id).read_manifest()
-    fields = dict(manifest["request"])
-    fields["results_dir"] = Path(results_dir)
-    fields["run_id"] = run_id
-    known = set(BenchRequest.__dataclass_fields__)
-    return BenchRequest(**{k: v for k, v in fields.items() if k in known})
+class _Stop(Exception):
+    """The store cannot take more records (or a cell cannot start): end the run."""
 
 
 def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
-              on_event: Event | None = None, resume: bool = False) -> RunOutcome:
-    """Run every planned cell, one at a time, storing each record as it finishes (with
-    ``request.repeats`` > 1: in rounds, each cell's record merged from its repeats after the last).
+              on_event: Event | None = None, resume: bool = False, executor: Executor | None = None) -> RunOutcome:
+    """Run every planned cell through ``executor`` (default: the one ``request.executor`` names),
+    storing each record as it finishes (with ``request.repeats`` > 1: in rounds, each cell's
+    record merged from its repeats after the last).
 
     With ``resume``, ``request.run_id`` names an earlier run in ``request.results_dir``: cells
     whose latest record is ok or skipped are kept, the others (missing, failed, timeout) run again
     and their new records are appended (the latest record of a cell is the one that counts)."""
     run_id = request.run_id or new_run_id()
     planned = plan_cells(request, registry, run_id)
+    executor = executor or make_executor(request.executor, registry, Path(request.results_dir) / run_id / "work",
+                                         request.timeout_s)  # an unknown name fails here, before the store
     if resume:
-        store = RunStore.existing(request.results_dir, run_id)
-        manifest = store.read_manifest()
-        here = machine.fingerprint()
-        if manifest["machine"]["fingerprint"] != here:
-            raise PlanError(
-                f"run {run_id} was measured on another machine (fingerprint {manifest['machine']['fingerprint']}, "
-                f"this one is {here}); results from two machines are not comparable, so start a new run"
-            )
-        latest = store.latest_records()
-        done = [latest[p.cell.key] for p in planned if p.cell.key in latest
-                and latest[p.cell.key].status in ("ok", "skipped")]
-        done_keys = {r.cell.key for r in done}
-        planned = [p for p in planned if p.cell.key not in done_keys]
-        manifest.setdefault("resumed", []).append({"at": utc_now(), "cells": [p.cell.key for p in planned]})
-        manifest["status"] = "running"
+        store, manifest, done, planned = open_resumed(request, planned)
     else:
         store = RunStore(request.results_dir, run_id)  # fails here, before measuring, if unwritable
-        manifest = _new_manifest(request, planned, host, run_id)
+        manifest = new_manifest(request, [p.cell.key for p in planned], host, run_id)
         done = []
         store.write_manifest(manifest)
-        manifest["peaks"] = measure_peaks(planned, request.threads)
-        start = manifest["peaks"].get("cpu/fp32") or asdict(peak.measure("cpu", "fp32", request.threads))
-        manifest["quietness"] = {"start_gflops": start["gflops"]}
-    planned = with_peaks(planned, manifest.get("peaks", {}))
-    store.write_manifest(manifest)
-    emit = on_event or (lambda _event: None)
     outcome = RunOutcome(store, [], already_done=done)
-    repeats = request.repeats  # at least 1: plan_cells refuses less
-    runs: dict[str, list[CellRecord]] = {p.cell.key: [] for p in planned}
-    total = len(planned) * repeats
     try:
-        # With --repeats, round r runs every cell's r-th repeat: a cell's processes are spread over
-        # the whole run, so a slow spell of the machine hits one repeat of several cells rather
-        # than every repeat of one (harness/repeats.py).
-        for index, (r, p) in enumerate((r, p) for r in range(repeats) for p in planned):
-            key = p.cell.key
-            if r > 0 and (p.plan is None or runs[key][-1].status != "ok"):
-                continue  # skipped, or failed in an earlier repeat: its record is already stored
-            emit(CellEvent("start", p.cell, index, total, repeat=r + 1, repeats=repeats))
-            try:
-                record = _run_one(p, request, registry, store, run_id, repeat=r)
-            except OSError as exc:  # no room for the cell's plan or log: nothing measured yet
-                outcome.store_error = (
-                    f"cannot start cell {key} in {store.dir}: {exc.strerror or exc}; free some space, "
-                    f"then `zoo bench --resume {run_id}` runs the cells that are missing")
-                break
-            runs[key].append(record)
-            final = r == repeats - 1 or p.plan is None or record.status != "ok"
-            cell_record = merge_repeats(runs[key], repeats) if final else None
-            try:
-                if repeats > 1 and p.plan is not None:
-                    store.append_repeat(record)
-                if cell_record is not None:
-                    store.append(cell_record)
-            except StoreError as exc:
-                outcome.store_error, outcome.unsaved = str(exc), record_to_json(cell_record or record)
-                break
-            if cell_record is not None:
-                outcome.records.append(cell_record)
-                notify_observers(host, cell_record)
-            emit(CellEvent("end", p.cell, index, total, record, repeat=r + 1, repeats=repeats))
+        if not resume:
+            manifest["peaks"] = measure_peaks(executor, planned, request.threads)
+            start = manifest["peaks"].get("cpu/fp32") or executor.measure_peaks([("cpu", "fp32")], request.threads)[
+                "cpu/fp32"]
+            manifest["quietness"] = {"start_gflops": start["gflops"]}
+        planned = with_peaks(planned, manifest.get("peaks", {}))
+        store.write_manifest(manifest)
+        _run_rounds(planned, request, registry, host, store, executor, outcome, on_event or (lambda _e: None))
     except KeyboardInterrupt:
         outcome.interrupted = True
+    finally:
+        executor.cancel()
+    _finish(manifest, outcome, executor, request.threads)
+    executor.close()
+    return outcome
+
+
+def _run_rounds(planned: list[PlannedCell], request: BenchRequest, registry: Registry, host: PluginHost,
+                store: RunStore, executor: Executor, outcome: RunOutcome, emit: Event) -> None:
+    repeats = request.repeats  # at least 1: plan_cells refuses less
+    runs: dict[str, list[CellRecord]] = {p.cell.key: [] for p in planned}
+    position = {p.cell.key: i for i, p in enumerate(planned)}
+    by_key = {p.cell.key: p for p in planned}
+    total = len(planned) * repeats
+
+    def event(kind: str, job_or_cell, r: int, record: CellRecord | None = None) -> None:
+        cell = job_or_cell.plan.cell if isinstance(job_or_cell, CellJob) else job_or_cell
+        emit(CellEvent(kind, cell, r * len(planned) + position[cell.key], total, record, r + 1, repeats))
+
+    def keep(p: PlannedCell, record: CellRecord, r: int) -> None:
+        key = p.cell.key
+        runs[key].append(record)
+        final = p.plan is None or is_final(record, r, repeats)
+        cell_record = merge_repeats(runs[key], repeats) if final else None
+        try:
+            if repeats > 1 and p.plan is not None:
+                store.append_repeat(record)
+            if cell_record is not None:
+                store.append(cell_record)
+        except StoreError as exc:
+            outcome.store_error, outcome.unsaved = str(exc), record_to_json(cell_record or record)
+            raise _Stop from None
+        if cell_record is not None:
+            outcome.records.append(cell_record)
+            notify_observers(host, cell_record)
+        event("end", p.cell, r, record)
+
+    try:
+        for p in planned:  # cells no adapter supports: a skipped record each, in plan order
+            if p.plan is None:
+                event("start", p.cell, 0)
+                keep(p, skipped_record(p, run_id=store.run_id), 0)
+        for r in range(repeats):
+            cells = round_cells(planned, r, runs)
+            jobs = [CellJob(p.plan, store.log_path(p.cell.key if r == 0 else f"{p.cell.key}.repeat{r + 1}"), r,
+                            r * len(planned) + position[p.cell.key]) for p in cells]
+            try:
+                for log in {job.log_path.parent for job in jobs}:
+                    log.mkdir(parents=True, exist_ok=True)
+                results = executor.submit(jobs, on_start=lambda job: event("start", job, job.repeat))
+                for job, record in results:
+                    keep(by_key[job.plan.cell.key], _stamp(record, registry), job.repeat)
+            except OSError as exc:  # no room for a cell's plan or log: nothing measured yet
+                outcome.store_error = (
+                    f"cannot start a cell in {store.dir}: {exc.strerror or exc}; free some space, "
+                    f"then `zoo bench --resume {store.run_id}` runs the cells that are missing")
+                return
+    except _Stop:
+        return
+    finally:  # records in plan order, whichever order the executor finished them in
+        outcome.records.sort(key=lambda rec: position.get(rec.cell.key, 0))
+
+
+def _finish(manifest: dict, outcome: RunOutcome, executor: Executor, threads: int) -> None:
+    """The manifest's final status, and the quietness probe after a complete run."""
+    store = outcome.store
     if outcome.store_error:
         manifest["status"] = "failed"
         manifest["error"] = outcome.store_error
@@ -315,31 +165,44 @@ def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
         manifest["status"] = "interrupted" if outcome.interrupted else "completed"
     manifest["finished_at"] = utc_now()
     if outcome.records and not outcome.store_error and not outcome.interrupted:  # Ctrl-C: no more waiting
+        end = executor.measure_peaks([("cpu", "fp32")], threads)["cpu/fp32"]["gflops"]
         manifest["quietness"] = outcome.quietness = quietness(
-            manifest.get("quietness", {}).get("start_gflops", 0.0), request.threads)
+            manifest.get("quietness", {}).get("start_gflops", 0.0), end)
     try:
         store.write_manifest(manifest)
         (store.dir / "work").rmdir()
     except OSError:
         pass  # a full disk: the records already written are intact; the message says what to do
-    return outcome
 
 
-def measure_peaks(planned: list[PlannedCell], threads: int) -> dict[str, dict]:
+def skipped_record(p: PlannedCell, run_id: str) -> CellRecord:
+    """The record of a cell that no adapter supports: ``skipped`` with the adapter's reason."""
+    return CellRecord(run_id, p.cell, "skipped", error=ErrorInfo("plan", "Unsupported", p.skip_reason),
+                      started_at=utc_now())
+
+
+def _stamp(record: CellRecord, registry: Registry) -> CellRecord:
+    """The plugin distribution that provided the cell's framework (known to the planning host)."""
+    origin = registry.frameworks[record.cell.framework].origin
+    return replace(record, environment={
+        **record.environment, "plugin": {"distribution": origin.distribution, "version": origin.version}})
+
+
+def measure_peaks(executor: Executor, planned: list[PlannedCell], threads: int) -> dict[str, dict]:
     """The device peak for every (device, precision) the run uses, keyed ``"cpu/fp32"``."""
     pairs = sorted({(p.cell.device, p.cell.precision) for p in planned if p.plan is not None})
-    return {f"{device}/{precision}": asdict(peak.measure(device, precision, threads)) for device, precision in pairs}
+    return executor.measure_peaks(pairs, threads) if pairs else {}
 
 
 #: A change of the matmul probe between a run's start and end beyond this says the machine was busy.
 QUIET_CHANGE = 0.05
 
 
-def quietness(start_gflops: float, threads: int) -> dict:
-    """The CPU matmul probe of :mod:`harness.measure.peak` measured again at the end of a run and set
-    beside its value at the start: a machine whose speed changed during the run was not quiet,
-    and its numbers shifted with it (an input to ``zoo bench``'s warning, kept in the manifest)."""
-    end = peak.measure("cpu", "fp32", threads).gflops
+def quietness(start_gflops: float, end_gflops: float) -> dict:
+    """The CPU matmul probe of :mod:`harness.measure.peak` at the end of a run set beside its value
+    at the start: a machine whose speed changed during the run was not quiet, and its numbers
+    shifted with it (an input to ``zoo bench``'s warning, kept in the manifest)."""
+    end = end_gflops
     change = end / start_gflops - 1 if start_gflops > 0 and end > 0 else None
     return {"probe": "best of 5 numpy float32 2048x2048 matmuls", "start_gflops": start_gflops, "end_gflops": end,
             "change": change, "quiet": None if change is None else abs(change) <= QUIET_CHANGE}
@@ -353,22 +216,6 @@ def with_peaks(planned: list[PlannedCell], peaks: dict[str, dict]) -> list[Plann
             p = replace(p, plan=replace(p.plan, settings=replace(p.plan.settings, peak_gflops=found["gflops"])))
         out.append(p)
     return out
-
-
-def _run_one(p: PlannedCell, request: BenchRequest, registry: Registry, store: RunStore, run_id: str,
-             repeat: int = 0) -> CellRecord:
-    if p.plan is None:
-        return CellRecord(run_id, p.cell, "skipped", error=ErrorInfo("plan", "Unsupported", p.skip_reason),
-                          started_at=utc_now())
-    log = store.log_path(p.cell.key if repeat == 0 else f"{p.cell.key}.repeat{repeat + 1}")
-    record = run_cell(p.plan, store.dir / "work", log, request.timeout_s)
-    origin = registry.frameworks[p.cell.framework].origin
-    return replace(record, environment={
-        **record.environment,
-        "plugin": {"distribution": origin.distribution, "version": origin.version},
-        "machine": machine.record_info(),
-        "peak_gflops": p.plan.settings.peak_gflops,
-    })
 
 
 def notify_observers(host: PluginHost, record: CellRecord) -> None:

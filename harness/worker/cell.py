@@ -12,7 +12,6 @@ import faulthandler
 import json
 import os
 import platform
-import resource
 import sys
 import time
 import traceback
@@ -22,13 +21,19 @@ from typing import Any
 import numpy as np
 
 from zoo.batching import train_order
-from zoo.checkpoints import atomic_write_bytes, load_checkpoint, locate_checkpoint, save_checkpoint, search_path
+from zoo.checkpoints import atomic_write_bytes, load_checkpoint, locate_checkpoint, search_path
 from zoo.contract import FineTuneConfig, Runtime, TrainData
 from zoo.models.flops import train_step_flops
 from zoo.init import init_weights, with_new_head
 
+from harness.measure import machine
+from harness.measure.affinity import pin_threads
 from harness.plan.cells import CellPlan
-from harness.measure.machine import pin_threads
+from harness.plugins.manager import worker_host
+from harness.plugins.registry import build_registry
+from harness.results.records import CellRecord, ErrorInfo, Metric, record_to_json
+from harness.results.store import utc_now
+from harness.worker.export import save_pretrained
 from harness.worker.phases import (
     ContractViolation,
     Evaluator,
@@ -37,10 +42,7 @@ from harness.worker.phases import (
     latency,
     train_throughput,
 )
-from harness.plugins.manager import worker_host
-from harness.results.records import CellRecord, ErrorInfo, Metric, record_to_json
-from harness.plugins.registry import build_registry
-from harness.results.store import utc_now
+from harness.worker.tracking import TrackerSet
 
 ENV_VARS_RECORDED = (
     "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "XLA_FLAGS", "JAX_PLATFORMS",
@@ -49,12 +51,19 @@ ENV_VARS_RECORDED = (
 )
 
 
-def _maxrss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+def _make_metric(name: str, value) -> Metric:
+    """A tracker's value as a record Metric; unit and direction from the metric catalogue."""
+    # TODO(catalogue): replaced by the catalogue's constructor
+    units = {"peak_rss_mb": ("MiB", "lower"), "baseline_rss_mb": ("MiB", "info")}
+    unit, direction = units.get(name, ("", "info"))
+    if isinstance(value, (int, float)):
+        return Metric(float(value), unit, direction)
+    return Metric.from_samples(list(value), unit, direction)
 
 
 class CellRun:
-    """The phases of one cell, accumulating metrics as they complete."""
+    """The phases of one cell, in order, accumulating metrics as they complete. Each phase runs
+    inside :meth:`TrackerSet.phase`, so every tracker measures it and a failure names it."""
 
     def __init__(self, plan: CellPlan):
         self.plan = plan
@@ -66,16 +75,22 @@ class CellRun:
         self.not_applicable: list[str] = []  # phases the adapter does not have (inference-only)
         self.details: dict[str, Any] = {}  # how each phase was measured (warm-up, window sizes)
         self.adapter_trains = True
-        self.baseline_rss = 0
-        self.phase = "plan"
+        self.trackers = TrackerSet(self.metrics, _make_metric)
+
+    @property
+    def phase(self) -> str:
+        """The phase running now (or the last one): what a failure record names."""
+        return self.trackers.current
 
     def metric(self, name: str, value: float, unit: str, direction: str) -> None:
         self.metrics[name] = Metric(float(value), unit, direction)
 
     def run(self) -> None:
-        cell, settings = self.cell, self.settings
-        adapter, spec, task, info = self._setup()
-        data = task.load()
+        cell, settings, phase = self.cell, self.settings, self.trackers.phase
+        adapter, spec, task, info, registry = self._setup()
+        self.trackers.start(self.plan.trackers, registry, cell, settings.threads)
+        with phase("data"):
+            data = task.load()
         model = self._load(adapter, spec, task)
         shape, classes = task.input_shape, task.num_classes
         evaluate = Evaluator(adapter, data.x_test, data.y_test, cell.batch_size, classes)
@@ -83,44 +98,43 @@ class CellRun:
                            train_order(len(data.x_train), cell.batch_size, settings.epochs, settings.seed))
         config = FineTuneConfig(learning_rate=settings.learning_rate, freeze=cell.freeze)
         if adapter.can_train:
-            self.phase = "fine_tune"
-            model, metrics, details = fine_tune_recipe(adapter, model, recipe, config, evaluate,
-                                                       settings.target_accuracy)
+            with phase("fine_tune"):
+                model, metrics, details = fine_tune_recipe(adapter, model, recipe, config, evaluate,
+                                                           settings.target_accuracy)
             self.metrics.update(metrics)
             self.details["fine_tune"] = details
         else:
             self.not_applicable.append("fine_tune")
 
-        self.phase = "evaluate"
-        accuracy = evaluate(model)
+        with phase("evaluate"):
+            accuracy = evaluate(model)
         self.metric("accuracy", 100.0 * accuracy, "%", "higher")
-        self.phase = "export"
-        exported = adapter.export_weights(model)
-        try:
-            spec.check_weights(exported, shape, classes)
-        except ValueError as exc:
-            raise ContractViolation(f"export_weights: {exc}") from exc
-        if settings.export_to:
-            self._save(spec, task, exported, accuracy, info)
+        with phase("export"):
+            exported = adapter.export_weights(model)
+            try:
+                spec.check_weights(exported, shape, classes)
+            except ValueError as exc:
+                raise ContractViolation(f"export_weights: {exc}") from exc
+            if self.plan.export is not None:
+                save_pretrained(self.plan, spec, task, exported, accuracy, info)
 
-        self.phase = "inference_throughput"
-        self.metrics["infer_throughput"], self.details["inference"] = inference_throughput(
-            adapter, model, data.x_test, cell.batch_size, classes, settings)
-        self.phase = "latency"
-        self.metrics.update(latency(adapter, model, data.x_test, classes, settings))
+        with phase("inference_throughput"):
+            self.metrics["infer_throughput"], self.details["inference"] = inference_throughput(
+                adapter, model, data.x_test, cell.batch_size, classes, settings)
+        with phase("latency"):
+            self.metrics.update(latency(adapter, model, data.x_test, classes, settings))
         if adapter.can_train:
-            self.phase = "train_throughput"
-            probe = self.details.get("fine_tune", {}).get("steady_step_s", 0.0)
-            model, self.metrics["train_throughput"], self.details["training"] = train_throughput(
-                adapter, model, recipe, config, probe, settings)
+            with phase("train_throughput"):
+                probe = self.details.get("fine_tune", {}).get("steady_step_s", 0.0)
+                model, self.metrics["train_throughput"], self.details["training"] = train_throughput(
+                    adapter, model, recipe, config, probe, settings)
             self._utilisation(spec, shape, classes)
 
-        self.phase = "memory"
-        self.metric("peak_rss_mb", max(0, _maxrss_bytes() - self.baseline_rss) / 2**20, "MiB", "lower")
-        self.metric("baseline_rss_mb", self.baseline_rss / 2**20, "MiB", "info")
-        for key, value in adapter.memory(cell.device).items():
-            self.metric(f"framework_{key.removesuffix('_bytes')}_mb", value / 2**20, "MiB", "lower")
-        self._parameter_bytes(spec, shape, classes)
+        with phase("memory", tracked=False):
+            self.trackers.finish()
+            for key, value in adapter.memory(cell.device).items():
+                self.metric(f"framework_{key.removesuffix('_bytes')}_mb", value / 2**20, "MiB", "lower")
+            self._parameter_bytes(spec, shape, classes)
 
     def _utilisation(self, spec, shape, classes) -> None:
         """Achieved FLOP/s of the training phase, and its share of the measured device peak."""
@@ -148,7 +162,7 @@ class CellRun:
     def _setup(self):
         """Import the plugins, apply the runtime settings, check the device."""
         cell, settings = self.cell, self.settings
-        self.phase = "import"
+        self.trackers.current = "import"
         affinity = pin_threads(settings.threads)
         registry = build_registry(worker_host(self.plan.modules))
         adapter = registry.framework(cell.framework).item
@@ -163,7 +177,7 @@ class CellRun:
             "env": {k: os.environ[k] for k in ENV_VARS_RECORDED if k in os.environ},
             "matmul_precision": runtime.matmul_precision,
         }
-        self.phase = "prepare"
+        self.trackers.current = "prepare"
         t0 = time.perf_counter()
         adapter.prepare(runtime)
         info = adapter.info()
@@ -174,64 +188,28 @@ class CellRun:
                 f"device {cell.device!r} was requested but {cell.framework} sees only {list(info.devices)}; "
                 "run with --device cpu, or install the framework's GPU build and check its driver"
             )
-        self.baseline_rss = _maxrss_bytes()
-        return adapter, spec, task, info
+        return adapter, spec, task, info, registry
 
     def _load(self, adapter, spec, task):
         """Checkpoint (sha256-verified) with a new NumPy head, or seeded random weights."""
         cell, settings = self.cell, self.settings
-        self.phase = "data"
         shape, classes = task.input_shape, task.num_classes
-        if self.plan.checkpoint and cell.init == "pretrained":
-            _, directory = locate_checkpoint(self.plan.checkpoint, search_path(settings.checkpoint_dir))
-            entry, source = load_checkpoint(self.plan.checkpoint, directory)
-            weights = with_new_head(spec, source, shape, classes, seed=settings.seed + 1)
-            self.environment["checkpoint"] = {"name": entry.name, "sha256": entry.sha256}
-        else:
-            weights = init_weights(spec, shape, classes, seed=settings.seed)
-        self.phase = "load"
-        t0 = time.perf_counter()
-        model = adapter.load_pretrained(
-            spec=spec, weights=weights, input_shape=shape, num_classes=classes,
-            device=cell.device, precision=cell.precision, freeze=cell.freeze,
-        )
-        self.metric("load_s", time.perf_counter() - t0, "s", "lower")
+        with self.trackers.phase("data"):
+            if self.plan.checkpoint and cell.init == "pretrained":
+                _, directory = locate_checkpoint(self.plan.checkpoint, search_path(settings.checkpoint_dir))
+                entry, source = load_checkpoint(self.plan.checkpoint, directory)
+                weights = with_new_head(spec, source, shape, classes, seed=settings.seed + 1)
+                self.environment["checkpoint"] = {"name": entry.name, "sha256": entry.sha256}
+            else:
+                weights = init_weights(spec, shape, classes, seed=settings.seed)
+        with self.trackers.phase("load"):
+            t0 = time.perf_counter()
+            model = adapter.load_pretrained(
+                spec=spec, weights=weights, input_shape=shape, num_classes=classes,
+                device=cell.device, precision=cell.precision, freeze=cell.freeze,
+            )
+            self.metric("load_s", time.perf_counter() - t0, "s", "lower")
         return model
-
-    def _save(self, spec, task, weights, accuracy, info) -> None:
-        cell, settings = self.cell, self.settings
-        command = f"zoo pretrain --model {spec.name} --task {task.name} --framework {cell.framework}"
-        if settings.epochs != task.recipe.epochs:
-            command += f" --epochs {settings.epochs}"
-        if settings.seed != 0:
-            command += f" --seed {settings.seed}"
-        # What zoo-bench knows of the checkpoint; fields the user gave (--card) win.
-        card = {
-            "summary": f"{spec.description}; trained from a seeded NumPy initialisation on {task.name} by zoo pretrain",
-            "source_data": task.description,
-            "recipe": f"{settings.epochs} epochs of Adam (lr {settings.learning_rate:g}, batch {cell.batch_size}, "
-                      f"softmax cross-entropy), all parameters trained, in {cell.framework}; reproduce with `{command}`",
-            "accuracy": f"{100 * accuracy:.2f}% on the {task.name} test images, measured by zoo-bench",
-            **(json.loads(settings.export_card) if settings.export_card else {}),
-        }
-        save_checkpoint(
-            {
-                "name": settings.export_name,
-                "model": spec.name,
-                "source_task": task.name,
-                "num_classes": task.num_classes,
-                "input_shape": list(task.input_shape),
-                "accuracy": round(accuracy, 4),
-                "recipe": {"epochs": settings.epochs, "batch_size": cell.batch_size,
-                           "learning_rate": settings.learning_rate, "optimizer": "adam",
-                           "init": "zoo.init.init_weights", "seed": settings.seed, "freeze": cell.freeze},
-                "produced_by": {"framework": cell.framework, "versions": dict(info.versions)},
-                "command": command,
-                "card": card,
-            },
-            weights,
-            Path(settings.export_to),
-        )
 
 
 def run_plan(plan: CellPlan) -> CellRecord:
@@ -242,10 +220,13 @@ def run_plan(plan: CellPlan) -> CellRecord:
         run.run()
     except Exception as exc:
         error = ErrorInfo(run.phase, type(exc).__name__, str(exc), traceback.format_exc())
+    run.details.update(run.trackers.details())
     return CellRecord(
         run_id=plan.run_id, cell=plan.cell, status="failed" if error else "ok",
         metrics=run.metrics, error=error, framework=run.framework_info,
-        environment={**run.environment, "measurement": run.details},
+        # where the cell ran, measured here: on a cluster that is not the machine that planned it
+        environment={**run.environment, "measurement": run.details, "machine": machine.record_info(),
+                     "peak_gflops": plan.settings.peak_gflops},
         not_applicable=tuple(run.not_applicable),
         started_at=started, duration_s=time.perf_counter() - t0,
     )

@@ -1,6 +1,6 @@
-"""Run one cell in a worker subprocess and always come back with a record: the worker's own, or
-a failed/timeout record that says what happened to the process (exit code, signal, the last
-lines it printed)."""
+"""The local executor: one worker subprocess per cell on this machine, one cell at a time, and
+always a record back: the worker's own, or a failed/timeout record that says what happened to
+the process (exit code, signal, the last lines it printed)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,15 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
+from harness.measure import machine, peak
 from harness.plan.cells import CellPlan
 from harness.results.records import CellRecord, ErrorInfo, record_from_dict
 from harness.results.store import utc_now
+from harness.run.executors.base import CellJob, Executor
 
 TAIL_LINES = 20
 
@@ -50,11 +54,33 @@ def _kill_group(proc: subprocess.Popen) -> None:
             continue
 
 
-def run_cell(plan: CellPlan, work_dir: Path, log_path: Path, timeout_s: float) -> CellRecord:
-    """Run ``plan`` in ``python -m harness.worker`` with its output in ``log_path``."""
+class LocalExecutor(Executor):
+    """Each cell in its own ``python -m harness.worker`` process on this machine, one at a time,
+    so cells never share the cores they are timed on."""
+
+    name = "local"
+    description = "one worker subprocess per cell on this machine, one cell at a time (default)"
+
+    def submit(self, jobs: Sequence[CellJob],
+               on_start: Callable[[CellJob], None] | None = None) -> Iterator[tuple[CellJob, CellRecord]]:
+        for job in jobs:
+            if on_start is not None:
+                on_start(job)
+            record = run_cell(job.plan, self.options.work_dir, job.log_path, self.options.timeout_s, job.name)
+            yield job, record
+
+    def measure_peaks(self, pairs: Sequence[tuple[str, str]], threads: int) -> dict[str, dict]:
+        return {f"{device}/{precision}": asdict(peak.measure(device, precision, threads))
+                for device, precision in pairs}
+
+
+def run_cell(plan: CellPlan, work_dir: Path, log_path: Path, timeout_s: float, name: str = "") -> CellRecord:
+    """Run ``plan`` in ``python -m harness.worker`` with its output in ``log_path``; ``name``
+    (default: the cell key) names its scratch files in ``work_dir``."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    plan_path = work_dir / f"{plan.cell.key}.plan.json"
-    out_path = work_dir / f"{plan.cell.key}.record.json"
+    name = name or plan.cell.key
+    plan_path = work_dir / f"{name}.plan.json"
+    out_path = work_dir / f"{name}.record.json"
     plan_path.write_text(json.dumps(plan.to_dict()))
     out_path.unlink(missing_ok=True)
     env = {**os.environ, **plan.env}
@@ -93,7 +119,9 @@ def run_cell(plan: CellPlan, work_dir: Path, log_path: Path, timeout_s: float) -
 
 def _failed(plan: CellPlan, status: str, phase: str, kind: str, message: str, detail: str,
             started: str, duration: float) -> CellRecord:
+    # the worker could not say where it ran: this machine did, with the peak it was planned with
     return CellRecord(
         run_id=plan.run_id, cell=plan.cell, status=status,
         error=ErrorInfo(phase, kind, message, detail), started_at=started, duration_s=duration,
+        environment={"machine": machine.record_info(), "peak_gflops": plan.settings.peak_gflops},
     )

@@ -1,0 +1,45 @@
+"""What ``zoo bench`` was asked to do, before any name is resolved."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+DEFAULT_TASK = "digits"
+DEFAULT_MODELS = ("mlp", "cnn")
+
+
+class PlanError(ValueError):
+    """The request cannot be run as given; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    """What ``zoo bench`` was asked to do. ``None`` means "the task's recipe decides"."""
+
+    frameworks: Sequence[str] = ()  # empty = every installed framework
+    models: Sequence[str] = DEFAULT_MODELS
+    tasks: Sequence[str] = (DEFAULT_TASK,)
+    device: str = "cpu"
+    precisions: Sequence[str] = ("fp32",)
+    batch_size: int | None = None
+    epochs: int | None = None
+    learning_rate: float | None = None
+    freeze: str | None = None
+    init: str = "pretrained"
+    threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
+    seed: int = 0
+    windows: int = 5
+    window_steps: int = 0
+    warmup_cap: int = 50
+    repeats: int = 1  # worker processes per cell, merged into one record (harness.results.repeats)
+    timeout_s: float = 900.0
+    results_dir: Path = Path("results")
+    run_id: str = ""
+    checkpoint_dir: str = ""  # searched before the user's and the shipped checkpoints
+    checkpoint: str = ""  # start every cell of its model from this checkpoint (else the task's)
+    trigger: str = "manual"
+    executor: str = "local"  # where cells run: harness.run.executors
+
