@@ -81,7 +81,7 @@ needs_two_frameworks = pytest.mark.skipif(
 def adapters():
     """Every installed built-in adapter, prepared once per test process (TF's thread settings can
     only be applied once)."""
-    from harness.plugins.manager import load_plugins
+    from zoo.plugin_host import load_plugins
     from harness.plugins.registry import build_registry
     from zoo.contract import Runtime
 

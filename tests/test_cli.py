@@ -122,7 +122,7 @@ def test_unknown_variant_lists_the_variants(tmp_path):
 
 @needs_plugin("zoo-torch")
 def test_default_variant_and_plain_name_are_the_same_cell():
-    from harness.plugins.manager import load_plugins
+    from zoo.plugin_host import load_plugins
     from harness.plugins.registry import build_registry
     from harness.plan.planner import plan_cells
     from harness.plan.request import BenchRequest

@@ -9,7 +9,7 @@ from zoo.contract import Framework, Support
 from zoo.models import MLPSpec
 from zoo.tasks import BUILTIN_TASKS
 
-from harness.plugins.manager import load_plugins
+from zoo.plugin_host import load_plugins
 from harness.plugins.registry import UnknownName, build_registry
 
 DUMMY_FRAMEWORK = '''

@@ -7,7 +7,7 @@ import argparse
 from rich.console import Console
 from rich.markup import escape
 
-from harness.plugins.manager import PluginHost, load_plugins
+from zoo.plugin_host import PluginHost, load_plugins
 from harness.plugins.registry import Registry, build_registry
 
 

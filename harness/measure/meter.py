@@ -34,11 +34,16 @@ class StepMeter:
     #: Ask for synchronisation only at the last step of every ``sync_every`` steps (and the first
     #: step), so an asynchronous framework can pipeline inside a timing window; 1 = every step.
     sync_every: int = 1
+    #: Steps before the first window (a warm-up shorter than a window): synchronised at their
+    #: last step, and windows of ``sync_every`` steps count from there.
+    sync_offset: int = 0
     _pending: int = field(default=0, init=False, repr=False)  # samples of the step being timed
     _start: float = field(default=0.0, init=False, repr=False)
 
     def wants_sync(self, index: int) -> bool:
-        return index == 0 or (index + 1) % self.sync_every == 0
+        if index == 0 or index == self.sync_offset - 1:
+            return True
+        return index >= self.sync_offset and (index + 1 - self.sync_offset) % self.sync_every == 0
 
     def step(self, samples: int) -> "StepMeter":
         """``with meter.step(n) as sync:`` times one step (the meter is its own context manager:
@@ -108,9 +113,10 @@ def window_throughputs(meter: StepMeter, windows: int, skip: int, steps_per_wind
     return out
 
 
-def window_durations(meter: StepMeter, size: int) -> list[float]:
-    """Wall time of each complete group of ``size`` steps, from its first start to its last end."""
-    return [meter.ends[i + size - 1] - meter.starts[i] for i in range(0, len(meter.starts) - size + 1, size)]
+def window_durations(meter: StepMeter, size: int, start: int = 0) -> list[float]:
+    """Wall time of each complete group of ``size`` steps after the first ``start`` steps, from
+    its first start to its last end."""
+    return [meter.ends[i + size - 1] - meter.starts[i] for i in range(start, len(meter.starts) - size + 1, size)]
 
 
 def steps_for_window(step_s: float, minimum: int = 5) -> int:

@@ -16,7 +16,7 @@ from zoo.contract import Framework
 from zoo.models.spec import ModelSpec
 from zoo.tasks.task import Task
 
-from harness.plugins.manager import PluginFailure, PluginHost, PluginOrigin
+from zoo.plugin_host import PluginFailure, PluginHost, PluginOrigin
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ from harness.plan.request import BenchRequest
 from harness.results.store import utc_now
 
 if TYPE_CHECKING:
-    from harness.plugins.manager import PluginHost
+    from zoo.plugin_host import PluginHost
 
 MANIFEST_SCHEMA_VERSION = 1
 

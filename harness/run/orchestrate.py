@@ -17,7 +17,7 @@ from typing import Callable
 from harness.plan.cells import Cell
 from harness.plan.planner import PlannedCell, plan_cells
 from harness.plan.request import BenchRequest
-from harness.plugins.manager import PluginHost
+from zoo.plugin_host import PluginHost
 from harness.plugins.registry import Registry
 from harness.results.manifest import new_manifest
 from harness.results.records import CellRecord, ErrorInfo, record_to_dict, record_to_json

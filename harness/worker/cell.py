@@ -29,7 +29,7 @@ from zoo.init import init_weights, with_new_head
 from harness.measure import machine
 from harness.measure.affinity import pin_threads
 from harness.plan.cells import CellPlan
-from harness.plugins.manager import worker_host
+from zoo.plugin_host import worker_host
 from harness.plugins.registry import build_registry
 from harness.results.records import CellRecord, ErrorInfo, Metric, record_to_json
 from harness.results.store import utc_now

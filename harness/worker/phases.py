@@ -115,28 +115,35 @@ def gc_paused() -> Iterator[None]:
         gc.collect()
 
 
-def _throughput(run: Callable[[int, int], StepMeter], probe_step_s: float, settings: Settings,
+def _throughput(run: Callable[[int, StepMeter], None], probe_step_s: float, settings: Settings,
                 unit_name: str) -> tuple[Metric, dict[str, Any]]:
     """Windows of ``k`` steps, synchronised only at each window's end so asynchronous frameworks
-    pipeline as they would for a user; warm-up windows until the window time is steady."""
+    pipeline as they would for a user, after a warm-up of at most ``settings.warmup_cap`` steps.
+
+    The warm-up budget (:func:`warmup_cap`) is spent as whole windows where it holds any (the
+    steady point is then detected among them, after the fact) and a shorter pre-window for the
+    rest, so the warm-up never exceeds the cap, however short the step."""
     k = settings.window_steps or steps_for_window(probe_step_s)
-    cap_windows = max(1, -(-warmup_cap(settings.warmup_cap, probe_step_s) // k))
+    budget = warmup_cap(settings.warmup_cap, probe_step_s)
+    warm_windows, pre = divmod(budget, k)
+    meter = StepMeter(sync_every=k, sync_offset=pre)
     with gc_paused():
-        meter = run((cap_windows + settings.windows) * k, k)
-    durations = window_durations(meter, k)
-    skip = steady_start(durations, cap_windows, run=min(3, settings.windows))
-    rates = window_throughputs(meter, settings.windows, skip * k, steps_per_window=k)
+        run(pre + (warm_windows + settings.windows) * k, meter)
+    durations = window_durations(meter, k, start=pre)
+    skip = steady_start(durations, warm_windows, run=min(3, settings.windows))
+    rates = window_throughputs(meter, settings.windows, pre + skip * k, steps_per_window=k)
     if not rates:
         raise ContractViolation(f"{unit_name}: no complete timing window (steps recorded: {len(meter.starts)})")
-    return Metric.from_samples(rates, "samples/s", "higher"), {"warmup_steps": skip * k, "window_steps": k,
+    return Metric.from_samples(rates, "samples/s", "higher"), {"warmup_steps": pre + skip * k, "window_steps": k,
                                                                 "windows": len(rates)}
 
 
 def warmup_cap(cap: int, step_s: float, budget_s: float = 2.0) -> int:
-    """At most ``cap`` warm-up steps and about ``budget_s`` of them, at least 3."""
+    """The warm-up budget in steps: at most ``cap`` and about ``budget_s`` of work, at least
+    ``min(cap, 3)``."""
     if step_s <= 0:
         return cap
-    return int(max(3, min(cap, np.ceil(budget_s / step_s))))
+    return int(min(cap, max(3, np.ceil(budget_s / step_s))))
 
 
 def inference_throughput(adapter: Framework, model: Any, x: np.ndarray, batch_size: int, num_classes: int,
@@ -147,11 +154,9 @@ def inference_throughput(adapter: Framework, model: Any, x: np.ndarray, batch_si
     check_logits(adapter.evaluate(model, EvalData(x, batches[:3]), probe), 3 * batch_size, num_classes, "evaluate")
     probe_s = float(np.median(probe.durations_s))
 
-    def run(steps: int, sync_every: int) -> StepMeter:
-        meter = StepMeter(sync_every=sync_every)
+    def run(steps: int, meter: StepMeter) -> None:
         order = tuple(islice(cycle(batches), steps))
         check_logits(adapter.evaluate(model, EvalData(x, order), meter), steps * batch_size, num_classes, "evaluate")
-        return meter
 
     return _throughput(run, probe_s, settings, "inference")
 
@@ -180,13 +185,11 @@ def train_throughput(adapter: Framework, model: Any, recipe: TrainData, config: 
     batches = [idx for epoch in recipe.order for idx in epoch]
     handle = {"model": model}
 
-    def run(steps: int, sync_every: int) -> StepMeter:
-        meter = StepMeter(sync_every=sync_every)
+    def run(steps: int, meter: StepMeter) -> None:
         data = TrainData(recipe.x, recipe.y, (tuple(islice(cycle(batches), steps)),))
         handle["model"] = adapter.fine_tune(handle["model"], data, config, meter).model
         if len(meter.starts) != steps:
             raise ContractViolation(f"fine_tune timed {len(meter.starts)} of {steps} steps")
-        return meter
 
     value, details = _throughput(run, probe_step_s, settings, "training")
     return handle["model"], value, details

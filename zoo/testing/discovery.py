@@ -1,8 +1,8 @@
 """Discovery checks: the framework is found the way ``zoo bench`` finds it, and importing its
 plugin does not import the framework.
 
-These are the only checks that use the host (:mod:`harness`), imported here lazily: they ask the
-host's own loader what it would find, so a pass means ``zoo bench -f NAME`` sees the plugin.
+They load plugins through :mod:`zoo.plugin_host`, the same entry-point walk the host uses, so a
+pass means ``zoo bench -f NAME`` sees the plugin. Nothing here imports the host (``harness``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Sequence
 
+import zoo
 from zoo.contract import Framework
 from zoo.models.spec import ModelSpec
+from zoo.plugin_host import GROUP, PluginOrigin, collect, load_plugins
 from zoo.testing.context import Context, Failed, run_subject
 from zoo.testing.report import FAILED, PASSED, CheckResult
 
@@ -48,41 +50,61 @@ class Discovery:
         return f"{self.distribution} {self.version}, entry point {self.entry_point} -> {self.module}".strip()
 
 
+def _find(name: str, frameworks: list[tuple[Framework, PluginOrigin]]) -> tuple[Framework, PluginOrigin] | None:
+    """The first registration of ``name`` or one of its aliases (case-insensitive), as the host
+    resolves it: the first registration wins."""
+    key = name.strip().lower()
+    for adapter, origin in frameworks:
+        if adapter.name == key:
+            return adapter, origin
+    for adapter, origin in frameworks:
+        if key in {a.lower() for a in adapter.aliases}:
+            return adapter, origin
+    return None
+
+
 def discover(name: str, explicit: Sequence[str] = ()) -> Discovery:
     """Load every plugin as ``zoo bench`` does and look ``name`` (or an alias) up."""
-    from harness.plugins.manager import GROUP, load_plugins
-    from harness.plugins.registry import UnknownName, build_registry
-
-    registry = build_registry(load_plugins(explicit=explicit))
-    found = Discovery(problems=[f"{p.name} ({p.distribution}): {p.error}" for p in registry.problems])
-    try:
-        provided = registry.framework(name)
-    except UnknownName as exc:
+    host = load_plugins(explicit=explicit)
+    frameworks = [(a, o) for a, o in collect(host, "zoo_frameworks") if isinstance(a, Framework) and a.name]
+    models = [(m, o) for m, o in collect(host, "zoo_models") if isinstance(m, ModelSpec)]
+    found = Discovery(problems=[f"{p.name} ({p.distribution}): {p.error}" for p in host.failures])
+    hit = _find(name, frameworks)
+    if hit is None:
+        installed = ", ".join(sorted({a.name for a, _ in frameworks})) or "none"
         broken = f" Plugins that failed to load: {'; '.join(found.problems)}." if found.problems else ""
         found.result = CheckResult("discovery", "", FAILED, (
-            f"{exc}. Declare the plugin module under the entry-point group {GROUP!r} in pyproject.toml "
+            f"unknown framework {name!r}; installed: {installed}. Declare the plugin module under the entry-point "
+            f"group {GROUP!r} in pyproject.toml "
             f"([project.entry-points.{GROUP}] NAME = \"your_module\"), install it (pip install -e .), and return "
             f"the adapter from its @zoo.hookimpl zoo_frameworks().{broken}"))
         return found
-    origin = provided.origin
-    found.adapter, found.module = provided.item, origin.module
+    adapter, origin = hit
+    mine = [p.error for p in host.failures if p.distribution == origin.distribution]
+    if adapter.contract_version > zoo.CONTRACT_VERSION:
+        mine.append(f"framework {adapter.name!r} implements contract version {adapter.contract_version}, but this "
+                    f"zoo-bench understands up to {zoo.CONTRACT_VERSION}")
+    others = sorted({o.distribution for a, o in frameworks if a.name == adapter.name and o != origin})
+    if others:
+        mine.append(f"framework {adapter.name!r} is also provided by {', '.join(others)}")
+    found.adapter, found.module = adapter, origin.module
     found.entry_point, found.distribution, found.version = origin.name, origin.distribution, origin.version
-    found.models = [p.item for p in registry.models.values()]
-    found.own_models = [n for n, p in registry.models.items() if p.origin.distribution == origin.distribution]
-    mine = [p for p in registry.problems if p.distribution == origin.distribution]
+    found.models = [m for m, _ in models]
+    found.own_models = [m.name for m, o in models if o.distribution == origin.distribution]
+    provided_name = adapter.name
     if origin.distribution.startswith("("):
         found.result = CheckResult("discovery", "", FAILED, (
-            f"framework {provided.item.name!r} comes from module {origin.module}, loaded explicitly "
+            f"framework {provided_name!r} comes from module {origin.module}, loaded explicitly "
             f"({origin.distribution}: -p or ZOO_PLUGINS), not from an installed distribution: `zoo bench` elsewhere "
             f"would not find it. Declare [project.entry-points.{GROUP}] in pyproject.toml and pip install -e ."))
     elif mine:
         found.result = CheckResult("discovery", "", FAILED, "the host reports problems with "
-                                   f"{origin.distribution}: " + "; ".join(f"{p.error}" for p in mine))
+                                   f"{origin.distribution}: " + "; ".join(mine))
     else:
-        alias = f" (as alias {name!r})" if name.lower() != provided.item.name else ""
+        alias = f" (as alias {name!r})" if name.lower() != provided_name else ""
         found.result = CheckResult("discovery", "", PASSED, (
             f"found{alias} through entry point {origin.name!r} in group {GROUP!r}: module {origin.module} of "
-            f"{origin.distribution} {origin.version}; contract version {provided.item.contract_version}"))
+            f"{origin.distribution} {origin.version}; contract version {adapter.contract_version}"))
     return found
 
 
@@ -90,14 +112,13 @@ def discover(name: str, explicit: Sequence[str] = ()) -> Discovery:
 #: print the top-level modules that this imported.
 _LAZY_SCRIPT = """
 import json, sys
-from harness.plugins.manager import worker_host
-from harness.plugins.registry import build_registry
+from zoo.plugin_host import collect, worker_host
 from zoo.contract import Runtime
 before = set(sys.modules)
-registry = build_registry(worker_host([sys.argv[1]]))
-adapter = registry.framework(sys.argv[2]).item
-for provided in registry.models.values():
-    adapter.supports(provided.item, "cpu", "fp32")
+host = worker_host([sys.argv[1]])
+adapter = next(a for a, _ in collect(host, "zoo_frameworks") if getattr(a, "name", "") == sys.argv[2])
+for spec, _ in collect(host, "zoo_models"):
+    adapter.supports(spec, "cpu", "fp32")
 adapter.subprocess_env(Runtime("cpu", "fp32", 1, 0))
 print(json.dumps(sorted({m.split(".")[0] for m in set(sys.modules) - before})))
 """

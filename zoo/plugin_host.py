@@ -1,5 +1,10 @@
 """Discover and load zoo plugins: entry points in the ``zoo`` group, one at a time.
 
+This is the one entry-point walk: the host (``zoo bench`` and every other command, and each
+cell's worker) and the conformance kit (:mod:`zoo.testing`) both load plugins through it, so the
+kit finds a plugin exactly as the host would. It lives in ``zoo`` because ``zoo`` never imports
+the host.
+
 A plugin that fails to import is recorded with its name, distribution and traceback, and the
 others still load (set ``ZOO_STRICT_PLUGINS=1`` to re-raise instead, for debugging).
 ``ZOO_DISABLE_PLUGIN_AUTOLOAD=1`` turns discovery off; ``ZOO_PLUGINS=mod1,mod2`` or ``zoo -p
@@ -17,7 +22,7 @@ import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import pluggy
 
@@ -154,6 +159,25 @@ def load_module_plugin(host: PluginHost, module_name: str, strict: bool = False)
         host.failures.append(
             PluginFailure(module_name, "(explicit)", f"{type(exc).__name__}: {exc}", traceback.format_exc())
         )
+
+
+def collect(host: PluginHost, hook_name: str) -> Iterator[tuple[object, PluginOrigin]]:
+    """Call one registration hook (``zoo_frameworks``, ``zoo_models``, ...) plugin by plugin and
+    yield each returned item with its plugin's origin. A plugin whose hook raises is recorded in
+    ``host.failures`` with its name and distribution, and the others still count."""
+    hook = getattr(host.pm.hook, hook_name)
+    for impl in hook.get_hookimpls():
+        origin = host.origin_of(impl.plugin)
+        try:
+            items = impl.function() or []
+        except Exception as exc:
+            host.failures.append(
+                PluginFailure(origin.name, origin.distribution, f"{hook_name} raised {type(exc).__name__}: {exc}",
+                              traceback.format_exc())
+            )
+            continue
+        for item in items:
+            yield item, origin
 
 
 def worker_host(modules: Iterable[str]) -> PluginHost:
