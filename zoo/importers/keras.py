@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.importers import ImportedWeights, WeightsImportError, describe_mismatch, file_sha256
+from zoo.importers.base import ImportedWeights, WeightsImportError, describe_mismatch, file_sha256
 from zoo.models import builtin_model
 
 MODEL = "resnet50-keras"

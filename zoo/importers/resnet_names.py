@@ -8,7 +8,7 @@ from typing import Mapping
 
 import numpy as np
 
-from zoo.importers import WeightsImportError, describe_mismatch
+from zoo.importers.base import WeightsImportError, describe_mismatch
 from zoo.models import RESNET_MODELS, ResNetSpec, builtin_model
 
 _CONV = re.compile(r"conv1|layer\d+\.\d+\.conv\d+|layer\d+\.\d+\.downsample\.0")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.importers import ImportedWeights, WeightsImportError, file_sha256
+from zoo.importers.base import ImportedWeights, WeightsImportError, file_sha256
 from zoo.importers.resnet_names import describe_torch_topology, match_resnet, torch_names_to_canonical
 from zoo.importers.torchvision import KERAS_TOPOLOGY, TORCH_STYLE_MODELS
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoo.importers import ImportedWeights, WeightsImportError, file_sha256
+from zoo.importers.base import ImportedWeights, WeightsImportError, file_sha256
 from zoo.importers.resnet_names import describe_torch_topology, match_resnet, torch_names_to_canonical
 
 TORCH_STYLE_MODELS = ("resnet18", "resnet50", "resnet20")
