@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
     from zoo.contract import Framework
     from zoo.models.spec import ModelSpec
     from zoo.tasks.task import Task
+    from zoo.trackers import Tracker
 
 hookspec = pluggy.HookspecMarker("zoo")
 
@@ -72,4 +73,52 @@ def zoo_result(record: dict) -> None:
 
     :param record: the cell's record as a JSON-compatible dict (the same object that was
         written as one line of ``results.jsonl``).
+    """
+
+
+@hookspec
+def zoo_trackers() -> Sequence[type["Tracker"]]:
+    """Return measurement trackers (classes) that run around every phase of every cell.
+
+    A tracker measures something the host does not (energy from RAPL or NVML, GPU clocks, a
+    custom counter) inside each cell's worker process: the worker creates one instance per cell
+    after the framework's ``prepare``, calls ``start(phase)``/``stop(phase)`` around each phase
+    and ``finish()`` at the end, and records the values they return under their metric names
+    (see :mod:`zoo.trackers`). Give each metric a definition with :func:`zoo_metrics` so that
+    reports, comparisons and exports know its unit, direction and label. A tracker that raises
+    is recorded as broken in the cell's measurement details; it never fails the cell.
+
+    :returns: a list of :class:`zoo.trackers.Tracker` subclasses, each with a unique ``name``.
+
+    Example::
+
+        class Wakeups(zoo.trackers.Tracker):
+            name = "wakeups"
+            def finish(self):
+                return {"wakeups": read_counter()}
+
+        @zoo.hookimpl
+        def zoo_trackers():
+            return [Wakeups]
+    """
+
+
+@hookspec
+def zoo_executors() -> Sequence[type]:
+    """Return executors (classes) that run a benchmark's cells somewhere other than this machine.
+
+    For host extensions, not framework plugins: an executor subclasses
+    ``harness.run.executors.base.Executor`` (it starts the host's worker, so it depends on the
+    host), and ``zoo bench --executor NAME`` picks it by its ``name``. The executor receives cell
+    plans and yields one record per cell as each finishes; see that class for the full contract
+    (timeouts, cancellation on Ctrl-C, where the machine information comes from).
+
+    :returns: a list of executor classes, each with a unique ``name``.
+
+    Example::
+
+        @zoo.hookimpl
+        def zoo_executors():
+            from my_cluster.executor import ClusterExecutor
+            return [ClusterExecutor]
     """

@@ -14,6 +14,7 @@ from zoo.contract import DEVICES, PRECISIONS, Framework, Runtime, Support
 from zoo.models.spec import parse_freeze
 from zoo.threads import thread_env
 
+from harness.measure.trackers import BUILTIN_TRACKERS
 from harness.plan.cells import Cell, CellPlan, Settings
 from harness.plan.request import BenchRequest, PlanError
 from harness.plugins.registry import Provided, Registry
@@ -71,6 +72,7 @@ def plan_cells(request: BenchRequest, registry: Registry, run_id: str) -> list[P
     frameworks = resolve_frameworks(request.frameworks, registry)
     models = [registry.model(m) for m in request.models]
     tasks = [registry.task(t) for t in request.tasks]
+    trackers, tracker_modules = cell_trackers(registry)
 
     planned = []
     for task_p, model_p, precision, (fw_p, variant) in itertools.product(tasks, models, request.precisions, frameworks):
@@ -102,12 +104,22 @@ def plan_cells(request: BenchRequest, registry: Registry, run_id: str) -> list[P
         runtime = Runtime(request.device, precision, request.threads, request.seed, variant=variant)
         plan = CellPlan(
             run_id=run_id, cell=cell, settings=settings,
-            modules=tuple(dict.fromkeys([fw_p.origin.module, model_p.origin.module, task_p.origin.module])),
+            modules=tuple(dict.fromkeys([fw_p.origin.module, model_p.origin.module, task_p.origin.module,
+                                         *tracker_modules])),
             checkpoint=checkpoint,
             env={**thread_env(request.threads), **adapter.subprocess_env(runtime)},
+            trackers=trackers,
         )
         planned.append(PlannedCell(cell, plan))
     return planned
+
+
+def cell_trackers(registry: Registry) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The trackers every cell runs (the built-ins, then those plugins registered) and the plugin
+    modules the worker must import for them."""
+    plugin = dict(registry.trackers)
+    names = tuple(dict.fromkeys([*BUILTIN_TRACKERS, *plugin]))
+    return names, tuple(dict.fromkeys(p.origin.module for p in plugin.values()))
 
 
 def _checkpoint_fits(request: BenchRequest, model: str) -> Support:

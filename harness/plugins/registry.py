@@ -7,7 +7,6 @@ reports an unknown name the same way.
 from __future__ import annotations
 
 import difflib
-import traceback
 from dataclasses import dataclass, field
 from typing import Generic, Iterable, TypeVar
 
@@ -15,8 +14,10 @@ import zoo
 from zoo.contract import Framework
 from zoo.models.spec import ModelSpec
 from zoo.tasks.task import Task
+from zoo.trackers import Tracker
 
 from zoo.plugin_host import PluginFailure, PluginHost, PluginOrigin
+from zoo.plugin_host import collect as _collect
 
 T = TypeVar("T")
 
@@ -39,6 +40,8 @@ class Registry:
     models: dict[str, Provided[ModelSpec]] = field(default_factory=dict)
     tasks: dict[str, Provided[Task]] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)  # alias -> framework name
+    trackers: dict[str, Provided[type]] = field(default_factory=dict)  # zoo.trackers.Tracker subclasses
+    executors: dict[str, Provided[type]] = field(default_factory=dict)  # harness.run.executors.base.Executor
     problems: list[PluginFailure] = field(default_factory=list)
 
     def framework(self, name: str) -> Provided[Framework]:
@@ -64,24 +67,6 @@ def _unknown(kind: str, name: str, known: list[str], aliases: dict[str, str] | N
     close = difflib.get_close_matches(name.lower(), list(candidates), n=1, cutoff=0.5)
     hint = f" (did you mean {candidates[close[0]]!r}?)" if close else ""
     return f"unknown {kind} {name!r}; installed: {installed}{hint}"
-
-
-def _collect(host: PluginHost, hook_name: str) -> Iterable[tuple[object, PluginOrigin]]:
-    """Call one registration hook per plugin, so a plugin whose hook raises is reported and
-    the others still count."""
-    hook = getattr(host.pm.hook, hook_name)
-    for impl in hook.get_hookimpls():
-        origin = host.origin_of(impl.plugin)
-        try:
-            items = impl.function() or []
-        except Exception as exc:
-            host.failures.append(
-                PluginFailure(origin.name, origin.distribution, f"{hook_name} raised {type(exc).__name__}: {exc}",
-                              traceback.format_exc())
-            )
-            continue
-        for item in items:
-            yield item, origin
 
 
 def build_registry(host: PluginHost) -> Registry:
@@ -130,5 +115,23 @@ def build_registry(host: PluginHost) -> Registry:
                             f"and {origin.distribution}")
         else:
             reg.tasks[task.name] = Provided(task, origin)
+    _collect_classes(host, reg, "zoo_trackers", Tracker, reg.trackers, problem)
+    _collect_classes(host, reg, "zoo_executors", None, reg.executors, problem)
     reg.problems[:0] = host.failures
     return reg
+
+
+def _collect_classes(host: PluginHost, reg: Registry, hook_name: str, base: type | None,
+                     into: dict[str, Provided[type]], problem) -> None:
+    """Named classes from a registration hook (trackers, executors); the first name wins."""
+    kind = hook_name.removeprefix("zoo_").rstrip("s")
+    for cls, origin in _collect(host, hook_name):
+        name = getattr(cls, "name", "")
+        if not isinstance(cls, type) or not name or (base is not None and not issubclass(cls, base)):
+            expected = f"a subclass of {base.__module__}.{base.__name__}" if base else "a class"
+            problem(origin, f"{hook_name} returned {cls!r}, not {expected} with a name")
+        elif name in into:
+            problem(origin, f"{kind} {name!r} is provided by both {into[name].origin.distribution} and "
+                            f"{origin.distribution}; using {into[name].origin.distribution}")
+        else:
+            into[name] = Provided(cls, origin)

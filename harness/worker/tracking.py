@@ -25,9 +25,8 @@ MakeMetric = Callable[[str, Value], Metric]
 
 def tracker_classes(registry: Registry | None) -> dict[str, type[Tracker]]:
     """Every tracker this process can run: the built-ins and those plugins registered."""
-    found = dict(BUILTIN_TRACKERS)
-    if registry is not None:
-        found.update({name: p.item for name, p in getattr(registry, "trackers", {}).items()})
+    found = {name: p.item for name, p in registry.trackers.items()} if registry is not None else {}
+    found.update(BUILTIN_TRACKERS)  # a plugin never replaces a built-in of the same name
     return found
 
 
@@ -76,9 +75,11 @@ class TrackerSet:
         out: dict[str, Any] = {}
         for t in self.trackers:
             try:
-                out[t.name] = dict(t.details())
+                details = dict(t.details())
             except Exception as exc:  # noqa: BLE001 - a tracker must not fail the cell
-                out[t.name] = {"error": f"{type(exc).__name__}: {exc}"}
+                details = {"error": f"{type(exc).__name__}: {exc}"}
+            if details:
+                out[t.name] = details
         for name, error in self.errors.items():
             out.setdefault(name, {})["error"] = error
         return {"trackers": out} if out else {}

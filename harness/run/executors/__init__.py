@@ -21,9 +21,8 @@ BUILTIN_EXECUTORS: dict[str, type[Executor]] = {LocalExecutor.name: LocalExecuto
 
 def executor_classes(registry: Registry | None = None) -> dict[str, type[Executor]]:
     """Every executor available: the built-ins and those plugins registered."""
-    found = dict(BUILTIN_EXECUTORS)
-    if registry is not None:
-        found.update({name: p.item for name, p in getattr(registry, "executors", {}).items()})
+    found = {name: p.item for name, p in registry.executors.items()} if registry is not None else {}
+    found.update(BUILTIN_EXECUTORS)  # a plugin never replaces a built-in of the same name
     return found
 
 
