@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from harness.plugins.registry import UnknownName
 from harness.render.terminal import error_console, print_results, wide_console
 from harness.plan.request import DEFAULT_MODELS, DEFAULT_TASK, BenchRequest, PlanError
 from harness.run.orchestrate import CellEvent, run_bench
+from harness.run.processes import become_subreaper
 from harness.run.resume import request_from_manifest
 from harness.results.store import StoreError
 
@@ -125,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             err.print(f"[{event.index + 1}/{event.total}] {label}: {record.status} ({record.duration_s:.1f} s)",
                       highlight=False)
 
+    become_subreaper()  # processes a plugin starts in a new session come back to us to be killed
     try:
         outcome = run_bench(request, registry, host, on_event, resume=bool(args.resume))
     except (UnknownName, PlanError, StoreError) as exc:
@@ -149,8 +152,9 @@ def run(args: argparse.Namespace) -> int:
             print(outcome.unsaved, file=sys.stderr)
         return 3
     if outcome.interrupted:
-        err.print(f"[yellow]interrupted:[/] finished cells are saved; the run manifest says 'interrupted'. "
-                  f"Continue with: zoo bench --resume {outcome.store.run_id} --results-dir {request.results_dir}",
-                  highlight=False)
-        return 130
+        err.print(f"[yellow]interrupted[/] ({outcome.signal}): finished cells are saved; the run manifest says "
+                  "'interrupted'. "
+                  f"Continue with: zoo bench --resume {escape(outcome.store.run_id)} "
+                  f"--results-dir {escape(str(request.results_dir))}", highlight=False)
+        return 128 + signal.Signals[outcome.signal or "SIGINT"].value  # 130 for Ctrl-C, 143 for SIGTERM
     return 0 if all(r.status in ("ok", "skipped") for r in records) else 1

@@ -25,6 +25,7 @@ from harness.results.repeats import merge_repeats
 from harness.results.store import RunStore, StoreError, new_run_id, utc_now
 from harness.run.executors import make_executor
 from harness.run.executors.base import CellJob, Executor
+from harness.run.processes import signals_deferred, stop_signals_interrupt
 from harness.run.resume import open_resumed
 from harness.run.schedule import is_final, round_cells
 
@@ -54,6 +55,7 @@ class RunOutcome:
     unsaved: str = ""  # the JSON of the record that could not be written, so it is not lost
     already_done: list[CellRecord] = field(default_factory=list)  # --resume: kept from before
     quietness: dict = field(default_factory=dict)  # the matmul probe at the run's start and end
+    signal: str = ""  # what interrupted the run: SIGINT (Ctrl-C), SIGTERM or SIGHUP
 
 
 class _Stop(Exception):
@@ -82,6 +84,20 @@ def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
         store.write_manifest(manifest)
     outcome = RunOutcome(store, [], already_done=done)
     try:
+        with stop_signals_interrupt():
+            _measure_and_run(planned, request, registry, host, store, manifest, executor, outcome, on_event, resume)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP: the worker is already gone
+        outcome.interrupted = True
+        outcome.signal = getattr(exc, "signal", "SIGINT")
+    with signals_deferred():  # the manifest must say how the run ended, whatever arrives now
+        executor.cancel()
+        _finish(manifest, outcome, executor, request.threads)
+        executor.close()
+    return outcome
+
+
+def _measure_and_run(planned, request, registry, host, store, manifest, executor, outcome, on_event, resume) -> None:
+    try:
         if not resume:
             manifest["peaks"] = measure_peaks(executor, planned, request.threads)
             start = manifest["peaks"].get("cpu/fp32") or executor.measure_peaks([("cpu", "fp32")], request.threads)[
@@ -90,13 +106,8 @@ def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
         planned = with_peaks(planned, manifest.get("peaks", {}))
         store.write_manifest(manifest)
         _run_rounds(planned, request, registry, host, store, executor, outcome, on_event or (lambda _e: None))
-    except KeyboardInterrupt:
-        outcome.interrupted = True
     finally:
         executor.cancel()
-    _finish(manifest, outcome, executor, request.threads)
-    executor.close()
-    return outcome
 
 
 def _run_rounds(planned: list[PlannedCell], request: BenchRequest, registry: Registry, host: PluginHost,
@@ -138,15 +149,20 @@ def _run_rounds(planned: list[PlannedCell], request: BenchRequest, registry: Reg
             cells = round_cells(planned, r, runs)
             jobs = [CellJob(p.plan, store.log_path(p.cell.key if r == 0 else f"{p.cell.key}.repeat{r + 1}"), r,
                             r * len(planned) + position[p.cell.key]) for p in cells]
+            started: list[CellJob] = []
             try:
                 for log in {job.log_path.parent for job in jobs}:
                     log.mkdir(parents=True, exist_ok=True)
-                results = executor.submit(jobs, on_start=lambda job: event("start", job, job.repeat))
-                for job, record in results:
+                def on_start(job: CellJob) -> None:
+                    started.append(job)
+                    event("start", job, job.repeat)
+
+                for job, record in executor.submit(jobs, on_start=on_start):
                     keep(by_key[job.plan.cell.key], _stamp(record, registry), job.repeat)
             except OSError as exc:  # no room for a cell's plan or log: nothing measured yet
+                which = f"cell {started[-1].plan.cell.key}" if started else "a cell"
                 outcome.store_error = (
-                    f"cannot start a cell in {store.dir}: {exc.strerror or exc}; free some space, "
+                    f"cannot start {which} in {store.dir}: {exc.strerror or exc}; free some space, "
                     f"then `zoo bench --resume {store.run_id}` runs the cells that are missing")
                 return
     except _Stop:
@@ -163,6 +179,8 @@ def _finish(manifest: dict, outcome: RunOutcome, executor: Executor, threads: in
         manifest["error"] = outcome.store_error
     else:
         manifest["status"] = "interrupted" if outcome.interrupted else "completed"
+        if outcome.interrupted:
+            manifest["interrupted_by"] = outcome.signal
     manifest["finished_at"] = utc_now()
     if outcome.records and not outcome.store_error and not outcome.interrupted:  # Ctrl-C: no more waiting
         end = executor.measure_peaks([("cpu", "fp32")], threads)["cpu/fp32"]["gflops"]

@@ -11,6 +11,7 @@ from harness.plan.request import BenchRequest, PlanError
 from harness.results.manifest import request_from_dict
 from harness.results.records import CellRecord
 from harness.results.store import RunStore, utc_now
+from harness.run.processes import live_workers
 
 
 def request_from_manifest(results_dir: Path, run_id: str) -> BenchRequest:
@@ -33,6 +34,13 @@ def open_resumed(request: BenchRequest, planned: list[PlannedCell]
             f"run {run_id} was measured on another machine (fingerprint {manifest['machine']['fingerprint']}, "
             f"this one is {here}); results from two machines are not comparable, so start a new run"
         )
+    running = live_workers(store.dir / "work")
+    if running:
+        listed = ", ".join(f"{name} (pid {pid})" for name, pid in running)
+        raise PlanError(f"run {run_id} still has live workers: {listed}; another `zoo bench` is running it, or "
+                        f"its workers outlived a crash. Wait for them or end them (kill PID), then resume")
+    for stale in (store.dir / "work").glob("*.pid"):
+        stale.unlink(missing_ok=True)
     latest = store.latest_records()
     done = [latest[p.cell.key] for p in planned if p.cell.key in latest
             and latest[p.cell.key].status in ("ok", "skipped")]

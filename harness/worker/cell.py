@@ -34,6 +34,7 @@ from harness.plugins.registry import build_registry
 from harness.results.records import CellRecord, ErrorInfo, Metric, record_to_json
 from harness.results.store import utc_now
 from harness.worker.export import save_pretrained
+from harness.worker.parent import tie_to_parent
 from harness.worker.phases import (
     ContractViolation,
     Evaluator,
@@ -237,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 2:
         print("usage: python -m harness.worker PLAN.json RECORD.json", file=sys.stderr)
         return 2
+    tie_to_parent()  # never outlive the zoo process that started this cell
     faulthandler.enable()  # a crash in native code leaves a Python traceback in the cell's log
     plan = CellPlan.from_dict(json.loads(Path(argv[0]).read_text()))
     record = run_plan(plan)

@@ -146,7 +146,52 @@ class Flaky(Healthy):
         super().prepare(runtime)
 
 
+def _note_pid(*pids: int) -> None:
+    """Append pids to the file ``$ZOO_TEST_PIDS`` (the process-lifetime tests watch them)."""
+    path = os.environ.get("ZOO_TEST_PIDS")
+    if path:
+        with open(path, "a") as fh:
+            fh.write("".join(f"{pid}\n" for pid in pids))
+
+
+class HangNoted(Healthy):
+    """Hangs in fine_tune after noting its pid."""
+
+    name = "hangpid"
+
+    def fine_tune(self, model, data, config, meter):
+        _note_pid(os.getpid())
+        time.sleep(3600)
+
+
+class Stubborn(Healthy):
+    """Ignores SIGTERM (and SIGINT), notes its pid and hangs: only SIGKILL ends it."""
+
+    name = "stubborn"
+
+    def fine_tune(self, model, data, config, meter):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _note_pid(os.getpid())
+        time.sleep(3600)
+
+
+class Spawner(Healthy):
+    """Starts two long-lived children, one in its own process group and one in a new session
+    (as a daemonising helper would), then finishes normally."""
+
+    name = "spawner"
+
+    def fine_tune(self, model, data, config, meter):
+        import subprocess
+
+        same = subprocess.Popen(["sleep", "300"])
+        escaped = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        _note_pid(same.pid, escaped.pid)
+        return super().fine_tune(model, data, config, meter)
+
+
 @zoo.hookimpl
 def zoo_frameworks():
     return [cls() for cls in (Healthy, LegacyV1, Hang, Abort, Segfault, OomKilled, MemoryHog, Raises, NaNLogits,
-                              WrongShape, Flaky)]
+                              WrongShape, Flaky, HangNoted, Stubborn, Spawner)]

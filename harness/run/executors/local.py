@@ -19,6 +19,8 @@ from harness.plan.cells import CellPlan
 from harness.results.records import CellRecord, ErrorInfo, record_from_dict
 from harness.results.store import utc_now
 from harness.run.executors.base import CellJob, Executor
+from harness.run.processes import is_subreaper, kill_orphans, kill_tree, signals_deferred, write_pid_file
+from harness.worker.parent import PARENT_ENV
 
 TAIL_LINES = 20
 
@@ -41,17 +43,16 @@ def _describe_exit(code: int) -> str:
     return f"worker exited with status {code} without writing a record"
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+def _end_worker(proc: subprocess.Popen, started: float) -> None:
+    """The worker and everything it started are gone when this returns (uninterruptible)."""
+    with signals_deferred():
+        kill_tree(proc.pid, proc)
         try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # unkillable (D state): nothing more can be done here
+            pass
+        if is_subreaper():
+            kill_orphans(since=started)
 
 
 class LocalExecutor(Executor):
@@ -83,23 +84,29 @@ def run_cell(plan: CellPlan, work_dir: Path, log_path: Path, timeout_s: float, n
     out_path = work_dir / f"{name}.record.json"
     plan_path.write_text(json.dumps(plan.to_dict()))
     out_path.unlink(missing_ok=True)
-    env = {**os.environ, **plan.env}
-    started, t0 = utc_now(), time.perf_counter()
+    env = {**os.environ, **plan.env, PARENT_ENV: str(os.getpid())}
+    pid_path = work_dir / f"{name}.pid"
+    started, t0, wall0 = utc_now(), time.perf_counter(), time.time()
     with open(log_path, "wb") as log:
+        # (not under signals_deferred: the worker would inherit the blocked signal mask)
         proc = subprocess.Popen(
             [sys.executable, "-m", "harness.worker", str(plan_path), str(out_path)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True,  # its own process group: a timeout kills its children too
+            start_new_session=True,  # its own process group: the cell's end kills its children too
         )
         try:
+            write_pid_file(pid_path, proc.pid)
             code = proc.wait(timeout=timeout_s)
             timed_out = False
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            _end_worker(proc, wall0)
             code, timed_out = proc.returncode, True
-        except BaseException:  # Ctrl-C in the parent: do not leave the worker running
-            _kill_group(proc)
+        except BaseException:  # Ctrl-C, SIGTERM or SIGHUP in the parent: do not leave the worker running
+            _end_worker(proc, wall0)
+            pid_path.unlink(missing_ok=True)
             raise
+        _end_worker(proc, wall0)  # whatever the worker started and left behind
+        pid_path.unlink(missing_ok=True)
     try:
         plan_path.unlink(missing_ok=True)
         if out_path.exists() and not timed_out:
