@@ -136,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             progress.stop()
+    for warning in outcome.store.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     records = outcome.already_done + outcome.records
     print_results(records, console, title=f"zoo bench · run {outcome.store.run_id}")
     console.print(f"results: {outcome.store.results_path}", highlight=False)

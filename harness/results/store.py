@@ -4,11 +4,12 @@ crash or Ctrl-C loses nothing already measured) and ``logs/`` (each cell's outpu
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,6 +23,9 @@ RESULTS_FILE = "results.jsonl"
 #: is in ``results.jsonl`` (and after: it is the raw material of the merge).
 REPEATS_FILE = "repeats.jsonl"
 MANIFEST_FILE = "manifest.json"
+LOCK_FILE = ".lock"
+#: Where a torn last line of a results file goes before the next record is appended.
+QUARANTINE_SUFFIX = ".torn"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 #: Free space a run needs before it starts: records are small, but each cell also writes its log.
 MIN_FREE_BYTES = 1 << 20
@@ -55,6 +59,9 @@ class RunStore:
 
     root: Path
     run_id: str
+    #: What the store repaired on the way (a torn tail quarantined), for the command to report.
+    warnings: list[str] = field(default_factory=list, init=False)
+    _lock_fd: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_run_id(self.run_id)
@@ -87,6 +94,31 @@ class RunStore:
             raise StoreError(f"no run {run_id!r} in {root}{hint}; pass its id and the same --results-dir")
         return cls(root, run_id)
 
+    def lock(self) -> None:
+        """Become the run's only writer (an advisory ``flock`` on ``.lock``, released when this
+        process exits, however it exits). Raises :class:`StoreError` when another process holds it."""
+        if self._lock_fd is not None:
+            return
+        path = self.dir / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreError(
+                f"run {self.run_id} in {self.root} is being written by another zoo bench (pid {holder}); "
+                "wait for it to finish, or give this run another --run-id"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     @property
     def results_path(self) -> Path:
         return self.dir / RESULTS_FILE
@@ -118,7 +150,40 @@ class RunStore:
         """Keep the record of one repeat of a cell (``--repeats``), the same way."""
         self._append(self.repeats_path, record)
 
+    def repair_tail(self, path: Path) -> None:
+        """A file whose last line is torn (a crash mid-write) gets the fragment moved to
+        ``FILE.torn`` and is cut back to its last whole line, so the next record is not glued
+        onto the fragment; :attr:`warnings` says so."""
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size == 0:
+            return
+        with open(path, "rb+") as fh:
+            fh.seek(size - 1)
+            if fh.read(1) == b"\n":
+                return
+            tail_start = max(0, size - (1 << 20))
+            fh.seek(tail_start)
+            chunk = fh.read()
+            cut = chunk.rfind(b"\n")
+            keep = tail_start + cut + 1 if cut >= 0 else 0
+            fh.seek(keep)
+            fragment = fh.read()
+            with open(path.with_name(path.name + QUARANTINE_SUFFIX), "ab") as quarantine:
+                quarantine.write(fragment + b"\n")
+                quarantine.flush()
+                os.fsync(quarantine.fileno())
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.warnings.append(
+            f"{path.name} ended in a torn line ({len(fragment)} bytes, from a crash mid-write); it was moved to "
+            f"{path.name}{QUARANTINE_SUFFIX} before appending")
+
     def _append(self, path: Path, record: CellRecord) -> None:
+        self.repair_tail(path)
         line = (record_to_json(record) + "\n").encode()
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

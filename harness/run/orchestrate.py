@@ -75,17 +75,26 @@ def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
     planned = plan_cells(request, registry, run_id)
     executor = executor or make_executor(request.executor, registry, Path(request.results_dir) / run_id / "work",
                                          request.timeout_s)  # an unknown name fails here, before the store
+    kept: dict[str, list[CellRecord]] = {}
     if resume:
-        store, manifest, done, planned = open_resumed(request, planned)
+        resumed = open_resumed(request, planned)
+        store, manifest, done, planned, kept = (resumed.store, resumed.manifest, resumed.done, resumed.remaining,
+                                                resumed.repeats)
     else:
         store = RunStore(request.results_dir, run_id)  # fails here, before measuring, if unwritable
+        store.lock()
+        if store.manifest_path.exists():
+            store.unlock()
+            raise StoreError(f"run {run_id} already exists in {request.results_dir}; continue it with "
+                             f"`zoo bench --resume {run_id}`, or choose another --run-id")
         manifest = new_manifest(request, [p.cell.key for p in planned], host, run_id)
         done = []
         store.write_manifest(manifest)
     outcome = RunOutcome(store, [], already_done=done)
     try:
         with stop_signals_interrupt():
-            _measure_and_run(planned, request, registry, host, store, manifest, executor, outcome, on_event, resume)
+            _measure_and_run(planned, request, registry, host, store, manifest, executor, outcome, on_event, resume,
+                             kept)
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP: the worker is already gone
         outcome.interrupted = True
         outcome.signal = getattr(exc, "signal", "SIGINT")
@@ -93,10 +102,12 @@ def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
         executor.cancel()
         _finish(manifest, outcome, executor, request.threads)
         executor.close()
+        store.unlock()
     return outcome
 
 
-def _measure_and_run(planned, request, registry, host, store, manifest, executor, outcome, on_event, resume) -> None:
+def _measure_and_run(planned, request, registry, host, store, manifest, executor, outcome, on_event, resume,
+                     kept) -> None:
     try:
         if not resume:
             manifest["peaks"] = measure_peaks(executor, planned, request.threads)
@@ -105,15 +116,18 @@ def _measure_and_run(planned, request, registry, host, store, manifest, executor
             manifest["quietness"] = {"start_gflops": start["gflops"]}
         planned = with_peaks(planned, manifest.get("peaks", {}))
         store.write_manifest(manifest)
-        _run_rounds(planned, request, registry, host, store, executor, outcome, on_event or (lambda _e: None))
+        _run_rounds(planned, request, registry, host, store, executor, outcome, on_event or (lambda _e: None), kept)
     finally:
         executor.cancel()
 
 
 def _run_rounds(planned: list[PlannedCell], request: BenchRequest, registry: Registry, host: PluginHost,
-                store: RunStore, executor: Executor, outcome: RunOutcome, emit: Event) -> None:
+                store: RunStore, executor: Executor, outcome: RunOutcome, emit: Event,
+                kept: dict[str, list[CellRecord]]) -> None:
+    """Round by round through the executor; ``kept`` holds the finished repeats of cells that a
+    Ctrl-C interrupted between rounds (``--resume``): they run only their remaining repeats."""
     repeats = request.repeats  # at least 1: plan_cells refuses less
-    runs: dict[str, list[CellRecord]] = {p.cell.key: [] for p in planned}
+    runs: dict[str, list[CellRecord]] = {p.cell.key: list(kept.get(p.cell.key, [])) for p in planned}
     position = {p.cell.key: i for i, p in enumerate(planned)}
     by_key = {p.cell.key: p for p in planned}
     total = len(planned) * repeats
@@ -122,13 +136,16 @@ def _run_rounds(planned: list[PlannedCell], request: BenchRequest, registry: Reg
         cell = job_or_cell.plan.cell if isinstance(job_or_cell, CellJob) else job_or_cell
         emit(CellEvent(kind, cell, r * len(planned) + position[cell.key], total, record, r + 1, repeats))
 
-    def keep(p: PlannedCell, record: CellRecord, r: int) -> None:
+    def keep(p: PlannedCell, record: CellRecord | None, r: int) -> None:
+        """Store round ``r``'s record (None: only merge the kept repeats) and, when final, the cell's."""
         key = p.cell.key
-        runs[key].append(record)
-        final = p.plan is None or is_final(record, r, repeats)
+        if record is not None:
+            runs[key].append(record)
+        last = runs[key][-1]
+        final = p.plan is None or is_final(last, r, repeats)
         cell_record = merge_repeats(runs[key], repeats) if final else None
         try:
-            if repeats > 1 and p.plan is not None:
+            if record is not None and repeats > 1 and p.plan is not None:
                 store.append_repeat(record)
             if cell_record is not None:
                 store.append(cell_record)
@@ -138,9 +155,13 @@ def _run_rounds(planned: list[PlannedCell], request: BenchRequest, registry: Reg
         if cell_record is not None:
             outcome.records.append(cell_record)
             notify_observers(host, cell_record)
-        event("end", p.cell, r, record)
+        if record is not None:
+            event("end", p.cell, r, record)
 
     try:
+        for p in planned:  # every repeat already kept, only the merged record was missing
+            if p.plan is not None and len(runs[p.cell.key]) >= repeats:
+                keep(p, None, repeats - 1)
         for p in planned:  # cells no adapter supports: a skipped record each, in plan order
             if p.plan is None:
                 event("start", p.cell, 0)

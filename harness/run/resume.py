@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from harness.plan.planner import PlannedCell
 from harness.plan.request import BenchRequest, PlanError
 from harness.results.manifest import request_from_dict
 from harness.results.records import CellRecord
-from harness.results.store import RunStore, utc_now
+from harness.results.store import RunStore, read_records, utc_now
 from harness.run.processes import live_workers
 
 
@@ -20,13 +21,36 @@ def request_from_manifest(results_dir: Path, run_id: str) -> BenchRequest:
     return request_from_dict(dict(manifest["request"]), results_dir, run_id)
 
 
-def open_resumed(request: BenchRequest, planned: list[PlannedCell]
-                 ) -> tuple[RunStore, dict[str, Any], list[CellRecord], list[PlannedCell]]:
-    """The run's store and manifest, the records kept (latest ok or skipped record of a cell),
-    and the cells to run again (missing, failed, timed out). Refuses a run measured on another
-    machine: its numbers and the new ones could not be compared."""
+@dataclass
+class Resumed:
+    """An earlier run reopened: its store (locked) and manifest, the records kept, the cells to
+    run again, and the finished worker processes of cells a Ctrl-C caught between repeats."""
+
+    store: RunStore
+    manifest: dict[str, Any]
+    done: list[CellRecord]
+    remaining: list[PlannedCell]
+    repeats: dict[str, list[CellRecord]] = field(default_factory=dict)
+
+
+def open_resumed(request: BenchRequest, planned: list[PlannedCell]) -> Resumed:
+    """Reopen ``request.run_id``: keep each cell's latest ok or skipped record, run the others
+    (missing, failed, timed out) again. A cell interrupted between ``--repeats`` rounds keeps its
+    finished ok repeats (from ``repeats.jsonl``) and runs only the rest. Refuses a run that
+    another process is writing, that still has a live worker, or that was measured on another
+    machine (its numbers and the new ones could not be compared)."""
     run_id = request.run_id
     store = RunStore.existing(request.results_dir, run_id)
+    store.lock()  # one writer per run: refuses while another zoo bench writes it
+    try:
+        return _reopen(store, request, planned)
+    except BaseException:
+        store.unlock()
+        raise
+
+
+def _reopen(store: RunStore, request: BenchRequest, planned: list[PlannedCell]) -> Resumed:
+    run_id = store.run_id
     manifest = store.read_manifest()
     here = machine.fingerprint()
     if manifest["machine"]["fingerprint"] != here:
@@ -46,6 +70,13 @@ def open_resumed(request: BenchRequest, planned: list[PlannedCell]
             and latest[p.cell.key].status in ("ok", "skipped")]
     done_keys = {r.cell.key for r in done}
     remaining = [p for p in planned if p.cell.key not in done_keys]
-    manifest.setdefault("resumed", []).append({"at": utc_now(), "cells": [p.cell.key for p in remaining]})
+    finished: dict[str, list[CellRecord]] = {}
+    for record in read_records(store.repeats_path):  # ok repeats of cells that never got a record
+        key = record.cell.key
+        if key not in latest and record.status == "ok" and any(p.cell.key == key for p in remaining):
+            finished.setdefault(key, []).append(record)
+    finished = {k: v[: request.repeats] for k, v in finished.items()}
+    manifest.setdefault("resumed", []).append({"at": utc_now(), "cells": [p.cell.key for p in remaining],
+                                               "kept_repeats": {k: len(v) for k, v in finished.items()}})
     manifest["status"] = "running"
-    return store, manifest, done, remaining
+    return Resumed(store, manifest, done, remaining, finished)

@@ -15,12 +15,10 @@ from harness.results.records import CellRecord
 
 
 def round_cells(planned: Sequence[PlannedCell], r: int, runs: dict[str, list[CellRecord]]) -> list[PlannedCell]:
-    """The cells that run in round ``r`` (0-based): all runnable cells in round 0; later, those
-    whose previous rounds were all ok."""
-    if r == 0:
-        return [p for p in planned if p.plan is not None]
-    return [p for p in planned if p.plan is not None and runs[p.cell.key]
-            and runs[p.cell.key][-1].status == "ok" and len(runs[p.cell.key]) == r]
+    """The cells that run in round ``r`` (0-based): those with exactly ``r`` repeats so far, all
+    of them ok (a resumed cell that kept ``k`` finished repeats joins at round ``k``)."""
+    return [p for p in planned if p.plan is not None and len(runs[p.cell.key]) == r
+            and all(rec.status == "ok" for rec in runs[p.cell.key])]
 
 
 def is_final(record: CellRecord, r: int, repeats: int) -> bool:

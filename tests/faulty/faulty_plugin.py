@@ -191,7 +191,26 @@ class Spawner(Healthy):
         return super().fine_tune(model, data, config, meter)
 
 
+class HangsThird(Healthy):
+    """Hangs in its third worker process (counted in ``$FLAKY_COUNTER``), after noting its pid."""
+
+    name = "hangs3"
+
+    def prepare(self, runtime):
+        counter = os.environ["FLAKY_COUNTER"]
+        runs = int(open(counter).read() or 0) + 1 if os.path.exists(counter) else 1
+        with open(counter, "w") as fh:
+            fh.write(str(runs))
+        self.hang = runs == 3
+
+    def fine_tune(self, model, data, config, meter):
+        if self.hang:
+            _note_pid(os.getpid())
+            time.sleep(3600)
+        return super().fine_tune(model, data, config, meter)
+
+
 @zoo.hookimpl
 def zoo_frameworks():
     return [cls() for cls in (Healthy, LegacyV1, Hang, Abort, Segfault, OomKilled, MemoryHog, Raises, NaNLogits,
-                              WrongShape, Flaky, HangNoted, Stubborn, Spawner)]
+                              WrongShape, Flaky, HangNoted, Stubborn, Spawner, HangsThird)]
