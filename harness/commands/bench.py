@@ -71,7 +71,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "searched before the user's ($ZOO_CACHE_DIR/checkpoints) and the shipped ones")
     p.add_argument("--checkpoint", default="", help="start from this checkpoint (from `zoo import`, `zoo fetch` or "
                    "`zoo pretrain`) instead of the task's; cells of other models are skipped")
-    p.set_defaults(run=run)
+    # what --resume compares against: every option a user could have changed, with its flag
+    p.set_defaults(run=run, bench_options={a.dest: (a.option_strings[-1], a.default) for a in p._actions
+                                           if a.option_strings and a.dest not in ("help", "resume", "results_dir")})
+
+
+def changed_options(args: argparse.Namespace) -> list[str]:
+    """The flags given a value other than their default (``--resume`` refuses them)."""
+    return [flag for dest, (flag, default) in args.bench_options.items() if getattr(args, dest, default) != default]
 
 
 def request_from_args(args: argparse.Namespace) -> BenchRequest:
@@ -97,9 +104,11 @@ def run(args: argparse.Namespace) -> int:
     report_problems(registry, err, args.verbose)
     try:
         if args.resume:
-            if any([args.frameworks, args.models, args.tasks, args.run_id]):
-                raise PlanError("--resume reuses the run's own frameworks, models, tasks and settings; "
-                                "drop -f/-m/-t/--run-id")
+            changed = changed_options(args)
+            if changed:
+                raise PlanError(f"--resume reuses the run's own frameworks, models, tasks and settings, so it "
+                                f"cannot apply {', '.join(changed)}; drop {'it' if len(changed) == 1 else 'them'}, "
+                                "or start a new run with the settings you want")
             request = request_from_manifest(args.results_dir, args.resume)
         else:
             request = request_from_args(args)

@@ -17,6 +17,7 @@ from zoo.threads import thread_env
 from harness.measure.trackers import BUILTIN_TRACKERS
 from harness.plan.cells import Cell, CellPlan, Settings
 from harness.plan.request import BenchRequest, PlanError
+from harness.plan.validate import validate_request
 from harness.plugins.registry import Provided, Registry
 
 @dataclass(frozen=True)
@@ -62,13 +63,7 @@ def plan_cells(request: BenchRequest, registry: Registry, run_id: str) -> list[P
         except ValueError as exc:
             raise PlanError(str(exc)) from None
     _check_choice("init", request.init, ("pretrained", "scratch"))
-    for name, value in (("batch size", request.batch_size), ("epochs", request.epochs)):
-        if value is not None and value < 1:
-            raise PlanError(f"{name} must be at least 1, got {value}")
-    if request.threads < 1 or request.windows < 1 or request.timeout_s <= 0 or request.window_steps < 0 \
-            or request.warmup_cap < 1 or request.repeats < 1:
-        raise PlanError("--threads, --windows, --warmup-cap and --repeats must be at least 1, --window-steps at least 0 "
-                        "and --timeout positive")
+    validate_request(request)
     frameworks = resolve_frameworks(request.frameworks, registry)
     models = [registry.model(m) for m in request.models]
     tasks = [registry.task(t) for t in request.tasks]
@@ -79,8 +74,8 @@ def plan_cells(request: BenchRequest, registry: Registry, run_id: str) -> list[P
         task, spec, adapter = task_p.item, model_p.item, fw_p.item
         recipe = task.recipe
         settings = Settings(
-            epochs=request.epochs or recipe.epochs,
-            learning_rate=request.learning_rate or recipe.learning_rate,
+            epochs=recipe.epochs if request.epochs is None else request.epochs,
+            learning_rate=recipe.learning_rate if request.learning_rate is None else request.learning_rate,
             threads=request.threads, seed=request.seed, windows=request.windows,
             window_steps=request.window_steps, warmup_cap=request.warmup_cap,
             checkpoint_dir=str(Path(request.checkpoint_dir).resolve()) if request.checkpoint_dir else "",
@@ -89,7 +84,7 @@ def plan_cells(request: BenchRequest, registry: Registry, run_id: str) -> list[P
         checkpoint = (request.checkpoint or task.checkpoint_for(spec.name) or "") if request.init == "pretrained" else ""
         # a model without a zoo checkpoint for this task starts from random weights, and says so
         cell = Cell(adapter.name, spec.name, task.name, request.device, precision,
-                    request.batch_size or recipe.batch_size, request.freeze or recipe.freeze,
+                    recipe.batch_size if request.batch_size is None else request.batch_size, request.freeze or recipe.freeze,
                     "pretrained" if checkpoint else "scratch", variant)
         try:  # a last-N policy must fit the model: fail before measuring, not in the worker
             spec.trainable_names(cell.freeze, task.input_shape, task.num_classes)

@@ -255,9 +255,9 @@ def _add_record(rec: Mapping[str, Any], run: str, cells: list[tuple], rows: list
     for name, m in items or [("", {})]:
         spread = m.get("spread") or _NO_SPREAD
         samples = np.asarray(m.get("samples") or (), dtype=float)
-        rows.append((index, name, m.get("value", nan), m.get("unit", ""), m.get("direction", "info"),
-                     samples.size, spread.get("robust_cv", nan), spread.get("iqr", nan),
-                     spread.get("ci_low", nan), spread.get("ci_high", nan), samples))
+        rows.append((index, name, _float(m.get("value")), m.get("unit", ""), m.get("direction", "info"),
+                     samples.size, _float(spread.get("robust_cv")), _float(spread.get("iqr")),
+                     _float(spread.get("ci_low")), _float(spread.get("ci_high")), samples))
 
 
 def _cell_key(cell: Mapping[str, Any]) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from harness.plan.cells import Cell
+from harness.results.jsonio import dumps
 from harness.measure.stats import summarize
 
 SCHEMA_VERSION = 1
@@ -66,7 +67,7 @@ def record_to_dict(record: CellRecord) -> dict[str, Any]:
 
 
 def record_to_json(record: CellRecord) -> str:
-    return json.dumps(record_to_dict(record), sort_keys=True, allow_nan=True)
+    return dumps(record_to_dict(record), sort_keys=True)
 
 
 class SchemaError(ValueError):
@@ -118,6 +119,17 @@ def migrate_record(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _number(v: Any) -> float:
+    """A stored number; ``null`` (a NaN or infinity when written) reads back as NaN."""
+    return math.nan if v is None else v
+
+
+def _metric_from_dict(m: Mapping[str, Any]) -> Metric:
+    return Metric(**{**m, "value": _number(m.get("value")),
+                     "samples": tuple(_number(v) for v in m.get("samples", ())),
+                     "spread": {k: _number(v) for k, v in (m.get("spread") or {}).items()}})
+
+
 def record_from_dict(data: Mapping[str, Any]) -> CellRecord:
     data = migrate_record(data)  # refuses a newer schema, upgrades an older one
     cell = {k: v for k, v in data["cell"].items() if k != "key"}
@@ -126,7 +138,7 @@ def record_from_dict(data: Mapping[str, Any]) -> CellRecord:
         run_id=data["run_id"],
         cell=Cell(**cell),
         status=data["status"],
-        metrics={k: Metric(**{**m, "samples": tuple(m.get("samples", ()))}) for k, m in data.get("metrics", {}).items()},
+        metrics={k: _metric_from_dict(m) for k, m in data.get("metrics", {}).items()},
         error=ErrorInfo(**error) if error else None,
         framework=data.get("framework", {}),
         environment=data.get("environment", {}),

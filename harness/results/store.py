@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 from zoo.checkpoints import atomic_write_bytes
 
+from harness.results.jsonio import dumps
 from harness.results.records import CellRecord, record_from_dict, record_to_json
 
 RESULTS_FILE = "results.jsonl"
@@ -131,7 +132,7 @@ class RunStore:
         return self.dir / "logs" / f"{cell_key}.log"
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        atomic_write_bytes(self.manifest_path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+        atomic_write_bytes(self.manifest_path, (dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
 
     def read_manifest(self) -> dict[str, Any]:
         return json.loads(self.manifest_path.read_text())

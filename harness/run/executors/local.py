@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Sequence
 
 from harness.measure import machine, peak
 from harness.plan.cells import CellPlan
+from harness.results.jsonio import dumps
 from harness.results.records import CellRecord, ErrorInfo, record_from_dict
 from harness.results.store import utc_now
 from harness.run.executors.base import CellJob, Executor
@@ -82,7 +83,7 @@ def run_cell(plan: CellPlan, work_dir: Path, log_path: Path, timeout_s: float, n
     name = name or plan.cell.key
     plan_path = work_dir / f"{name}.plan.json"
     out_path = work_dir / f"{name}.record.json"
-    plan_path.write_text(json.dumps(plan.to_dict()))
+    plan_path.write_text(dumps(plan.to_dict()))
     out_path.unlink(missing_ok=True)
     env = {**os.environ, **plan.env, PARENT_ENV: str(os.getpid())}
     pid_path = work_dir / f"{name}.pid"
