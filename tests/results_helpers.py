@@ -104,3 +104,31 @@ def spread_samples(record: dict, metric: str, cv: float) -> dict:
 def fresh_copy(tmp: Path) -> Path:
     """The recorded results directory copied under ``tmp``."""
     return Path(shutil.copytree(RECORDED, tmp / "results"))
+
+
+def with_metric(record: dict, name: str, unit: str, direction: str, value: float | None = None,
+                samples=()) -> dict:
+    """The record with one more metric in the layout the worker writes (from samples: value = their
+    median, with spread), as a plugin's tracker would have recorded it."""
+    from dataclasses import asdict
+
+    from harness.results.records import Metric
+
+    m = Metric.from_samples(list(samples), unit, direction) if len(samples) else Metric(float(value), unit, direction)
+    record["metrics"][name] = {**asdict(m), "samples": list(m.samples)}
+    return record
+
+
+def plugin_module(directory: Path, name: str, source: str, monkeypatch) -> str:
+    """Write the plugin module ``name`` into ``directory`` and make it importable for this test, for
+    ``zoo -p NAME`` (the module is forgotten again when the test ends)."""
+    import importlib
+    import sys
+    import textwrap
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.py").write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(directory))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    importlib.invalidate_caches()
+    return name

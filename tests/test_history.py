@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from harness.analysis.compare import RULES
+from harness.results.metrics import BUILTIN
 from harness.analysis.history import build_history, change_points
 from harness.results.loader import load_results
 from results_helpers import RECORDED, copy_run, scale_timings, zoo
 
-THROUGHPUT = RULES["train_throughput"]
+THROUGHPUT = BUILTIN["train_throughput"].compare
 
 
 def test_a_lasting_step_is_one_change_point_at_the_right_run():
@@ -22,7 +22,7 @@ def test_one_bad_night_in_the_middle_is_not_a_change_point():
 
 
 def test_a_bad_latest_night_is_flagged_as_not_yet_sustained():
-    (cp,) = change_points([0.10, 0.101, 0.099, 0.10, 0.102, 0.101, 0.10, 0.12], RULES["latency_p50_ms"], "lower")
+    (cp,) = change_points([0.10, 0.101, 0.099, 0.10, 0.102, 0.101, 0.10, 0.12], BUILTIN["latency_p50_ms"].compare, "lower")
     assert cp.index == 7 and not cp.better and not cp.sustained
 
 

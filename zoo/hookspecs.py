@@ -18,7 +18,9 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
     from zoo.contract import Framework
+    from zoo.metrics import MetricDef
     from zoo.models.spec import ModelSpec
+    from zoo.renderers import Renderer
     from zoo.tasks.task import Task
     from zoo.trackers import Tracker
 
@@ -60,6 +62,66 @@ def zoo_tasks() -> Sequence["Task"]:
 
     :returns: a list of :class:`zoo.tasks.task.Task` instances with unique names. A task's
         ``load()`` must work offline from files it ships or caches.
+    """
+
+
+@hookspec
+def zoo_metrics() -> Sequence["MetricDef"]:
+    """Return definitions of the metrics this plugin's trackers or adapters record.
+
+    Called once per process after plugin discovery, by every command that reads results
+    (``zoo report``, ``zoo compare``, ``zoo history``, ``zoo export``) and by ``zoo bench`` and
+    its workers. Each definition is the only place the host learns a metric's unit, direction,
+    label, format, compare rule and whether it gates CI, history rule, whether it is plotted or
+    a default report column, the phase that produces it, how ``--repeats`` merges it and how
+    exports see it (see :class:`zoo.metrics.MetricDef` for every field). A metric recorded
+    without a definition is still stored and shown by its name, but not compared or plotted.
+
+    A name that zoo-bench defines itself (``accuracy``, ``train_throughput``, ...; see
+    ``docs/results.md``), or that another plugin already defined, is refused with a warning
+    naming this plugin's distribution; the others still count.
+
+    :returns: a list of :class:`zoo.metrics.MetricDef`, each with a unique ``name``.
+
+    Example::
+
+        from zoo.metrics import MetricDef, Rule
+
+        @zoo.hookimpl
+        def zoo_metrics():
+            return [MetricDef("gpu_energy_j", "J", "lower", label="GPU energy J", format="{:,.1f}",
+                              phase="train_throughput", compare=Rule("relative", 0.05, tested=False),
+                              gates=True, plotted=True, column=95)]
+    """
+
+
+@hookspec
+def zoo_renderers() -> Sequence["Renderer"]:
+    r"""Return output formats this plugin adds to the commands that have ``--format``.
+
+    Called once per process after plugin discovery by ``zoo report``, ``zoo compare``,
+    ``zoo history`` and ``zoo export``. A renderer lists the *views* it renders (``report``,
+    ``compare``, ``history``, ``export``) and, for each, a function that receives that view
+    (the loaded runs, the analysis and the metric catalogue; :mod:`zoo.renderers` lists their
+    attributes) and returns text, bytes, files or rich renderables as its ``output`` says. Its
+    ``name`` then appears among the ``--format`` choices of each command whose view it renders.
+    A name that zoo-bench uses itself (``table``, ``markdown``, ``html``, ``json``, ``csv``,
+    ``parquet``, ``pytest-benchmark``, ``github-action-benchmark``, ``bencher``) or that another
+    plugin already registered is refused with a warning naming this plugin's distribution.
+
+    :returns: a list of :class:`zoo.renderers.Renderer`, each with a unique ``name``.
+
+    Example::
+
+        from zoo.renderers import Renderer
+
+        def report_text(view):  # one line per row of the side-by-side table
+            return "".join(f"{r.label}: " + ", ".join(f"{fw} {r.text(fw)}" for fw in view.table.frameworks) + "\n"
+                           for r in view.table.rows)
+
+        @zoo.hookimpl
+        def zoo_renderers():
+            return [Renderer("lines", {"report": report_text}, description="one line per metric")]
     """
 
 

@@ -1,7 +1,8 @@
 """The regression rule: which changes between two runs are real.
 
 Only like is compared with like: the two runs must share the machine fingerprint, and rows pair
-cells with the same cell key. For each metric with a :class:`Rule` (see ``RULES``):
+cells with the same cell key. For each metric whose definition in the metric catalogue has a
+compare :class:`~zoo.metrics.Rule` (``catalogue.compare_rules()``):
 
 1. ``change`` is ``candidate / baseline - 1`` (relative rules) or ``candidate - baseline``
    (absolute rules: accuracy, in points), from the records' aggregate values.
@@ -33,10 +34,14 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.results.loader import ResultSet
-from harness.measure.ranktests import benjamini_hochberg, mann_whitney, mann_whitney_rows, robust_cv_rows, sample_tests
+from zoo.metrics import Rule
 
-__all__ = ["RULES", "VERDICTS", "CompareSettings", "Comparison", "NotComparable", "Rule", "benjamini_hochberg",
+from harness.analysis.formatting import fmt_noise
+from harness.measure.ranktests import benjamini_hochberg, mann_whitney, mann_whitney_rows, robust_cv_rows, sample_tests
+from harness.results.loader import ResultSet
+from harness.results.metrics import BUILTIN, Catalogue
+
+__all__ = ["VERDICTS", "CompareSettings", "Comparison", "NotComparable", "Rule", "benjamini_hochberg",
            "compare_results", "mann_whitney", "mann_whitney_rows", "night_noise", "robust_cv_rows"]
 
 VERDICTS = ("regressed", "improved", "unchanged", "unstable", "new", "missing")
@@ -45,36 +50,16 @@ REQUEST_KEYS = ("threads", "epochs", "windows", "window_steps", "batch_size", "l
 
 
 @dataclass(frozen=True)
-class Rule:
-    """How one metric is judged. ``threshold`` is a fraction (relative) or the metric's unit
-    (absolute); for relative rules the absolute change must also exceed ``min_abs``."""
-
-    kind: str  # "relative" or "absolute"
-    threshold: float
-    min_abs: float = 0.0
-    tested: bool = True  # test the raw samples when there are some
-
-
-RULES: Mapping[str, Rule] = {
-    "train_throughput": Rule("relative", 0.05),
-    "infer_throughput": Rule("relative", 0.05),
-    "latency_p50_ms": Rule("relative", 0.05),
-    "peak_rss_mb": Rule("relative", 0.02, min_abs=32.0, tested=False),
-    "accuracy": Rule("absolute", 0.5, tested=False),
-}
-
-
-@dataclass(frozen=True)
 class CompareSettings:
     alpha: float = 0.05  # false discovery rate (Benjamini-Hochberg)
     max_cv: float = 0.10  # robust CV above which a sampled metric is "unstable"
     confidence: float = 0.95  # of the reported interval of the change
     noise_k: float = 3.0  # with a history: a change must exceed this many times the run-to-run noise
-    rules: Mapping[str, Rule] = field(default_factory=lambda: dict(RULES))
+    catalogue: Catalogue = BUILTIN  # which metrics are compared, and their rules
 
-
-def fmt_noise(noise: float, kind: str) -> str:
-    return f"{100 * noise:.1f}%" if kind == "relative" else f"{noise:.2g}"
+    @property
+    def rules(self) -> dict[str, Rule]:
+        return self.catalogue.compare_rules()
 
 
 class NotComparable(ValueError):
@@ -99,6 +84,10 @@ class Comparison:
         c = self.rows["verdict"].value_counts()
         return {v: int(c.get(v, 0)) for v in VERDICTS}
 
+    def shown(self, show_all: bool = False) -> pd.DataFrame:
+        """The rows a rendering shows: everything but ``unchanged`` unless ``show_all``."""
+        return self.rows if show_all else self.rows[self.rows["verdict"] != "unchanged"]
+
     def failures(self, fail_on: Sequence[str], fail_on_missing: bool = False) -> pd.DataFrame:
         """Rows that make the comparison fail: regressions in the gating metrics (and, if asked,
         missing cells)."""
@@ -116,11 +105,13 @@ def _single_run(rs: ResultSet, side: str) -> dict:
 
 
 def night_noise(history: ResultSet, fingerprint: str, exclude: Sequence[str] = (),
-                rules: Mapping[str, Rule] = RULES, min_runs: int = 3) -> pd.DataFrame:
+                rules: Mapping[str, Rule] | None = None, min_runs: int = 3) -> pd.DataFrame:
     """Run-to-run noise of each (cell, metric) over the runs of ``history`` on one machine (the
     runs named in ``exclude``, by label or path, left out): 1.4826 x the MAD of the aggregate
-    values, relative to their median for relative rules. Only pairs with at least ``min_runs`` ok
-    runs; columns ``cell_key``, ``metric``, ``noise``, ``runs``."""
+    values, relative to their median for relative rules (``rules``: default the built-in compare
+    rules). Only pairs with at least ``min_runs`` ok runs; columns ``cell_key``, ``metric``,
+    ``noise``, ``runs``."""
+    rules = BUILTIN.compare_rules() if rules is None else rules
     where = history.runs["path"].map(lambda p: str(Path(p).resolve()))
     gone = set(exclude) | {str(Path(e).resolve()) for e in exclude}
     runs = history.runs[(history.runs["fingerprint"] == fingerprint) & ~history.runs["run"].isin(gone)
@@ -196,11 +187,11 @@ def _add_cell_notes(rows: pd.DataFrame, b_cells: pd.DataFrame, c_cells: pd.DataF
 
 def _judge(rows: pd.DataFrame, s: CompareSettings) -> pd.DataFrame:
     n = len(rows)
-    metric = rows["metric"]
-    kind = metric.map({m: r.kind for m, r in s.rules.items()}).to_numpy()
-    threshold = metric.map({m: r.threshold for m, r in s.rules.items()}).to_numpy(float)
-    min_abs = metric.map({m: r.min_abs for m, r in s.rules.items()}).to_numpy(float)
-    tested = metric.map({m: r.tested for m, r in s.rules.items()}).to_numpy(bool)
+    metric, rules = rows["metric"], s.rules
+    kind = metric.map({m: r.kind for m, r in rules.items()}).to_numpy()
+    threshold = metric.map({m: r.threshold for m, r in rules.items()}).to_numpy(float)
+    min_abs = metric.map({m: r.min_abs for m, r in rules.items()}).to_numpy(float)
+    tested = metric.map({m: r.tested for m, r in rules.items()}).to_numpy(bool)
     vb, vc = rows["value_b"].to_numpy(float), rows["value_c"].to_numpy(float)
     both = ~np.isnan(vb) & ~np.isnan(vc)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -4,9 +4,9 @@ A *series* is one (machine fingerprint, cell key, metric) over the runs in start
 other machines are never mixed into it. Change points are found by binary segmentation: at each
 candidate run ``i``, the level before is the median of up to ``window`` values before ``i`` and
 the level after the median of up to ``window`` values from ``i`` on. A split is a change point
-when the change of level is beyond the metric's rule threshold (the same thresholds as
-``zoo compare``) *and* larger than ``k`` times the night-to-night noise (1.2533 x the mean
-absolute deviation of both windows from their own levels, which estimates sigma for normal data and
+when the change of level is beyond the threshold of the metric's history rule (its definition in
+the metric catalogue: the same thresholds as ``zoo compare`` unless it names its own) *and*
+larger than ``k`` times the night-to-night noise (1.2533 x the mean absolute deviation of both windows from their own levels, which estimates sigma for normal data and
 grows with outliers), so one bad night in the middle of a series does not count. The split is placed where it leaves the least absolute deviation from each
 side's median (L1 binary segmentation, at least three runs before it); when it is a change point,
 each side is searched again. A change point with fewer than two runs after it (the latest night)
@@ -16,19 +16,16 @@ is reported as not yet sustained.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from harness.analysis.compare import RULES, Rule
-from harness.results.loader import ResultSet
-from harness.analysis.side_by_side import DEFAULT_METRICS
+from zoo.metrics import Rule
 
-#: Single-value timings have no rule in ``zoo compare``; over a history they get one.
-HISTORY_RULES = {**RULES, "compile_s": Rule("relative", 0.10, min_abs=0.05, tested=False),
-                 "fine_tune_wall_s": Rule("relative", 0.10, min_abs=0.1, tested=False)}
-DEFAULT_RULE = Rule("relative", 0.10, tested=False)  # any other metric
+from harness.results.loader import ResultSet
+from harness.results.metrics import BUILTIN, Catalogue
+
 MIN_BEFORE = 3  # runs before a change point: fewer cannot tell a change from noise
 
 
@@ -83,12 +80,14 @@ class History:
     status: pd.DataFrame  # same shape: the cell's status in each run ("" when absent)
     changes: pd.DataFrame  # one row per change point: key columns, run, change, better, sustained
     key_columns: list[str]
+    catalogue: Catalogue = BUILTIN
 
 
 def build_history(rs: ResultSet, metrics: Sequence[str] | None = None, window: int = 5, k: float = 3.0,
-                  rules: Mapping[str, Rule] = HISTORY_RULES) -> History:
-    """The history of ``metrics`` (default: the report's metrics) over every run in ``rs``."""
-    metrics = list(metrics or DEFAULT_METRICS)
+                  catalogue: Catalogue = BUILTIN) -> History:
+    """The history of ``metrics`` (default: the catalogue's default columns) over every run in
+    ``rs``, each judged by its definition's history rule."""
+    metrics = list(metrics or catalogue.columns())
     runs = list(rs.runs["run"])
     keys = ["fingerprint", "framework", "model", "task", "cell_key", "metric", "unit", "direction"]
     m = rs.metrics[rs.metrics["metric"].isin(metrics)]
@@ -113,13 +112,9 @@ def build_history(rs: ResultSet, metrics: Sequence[str] | None = None, window: i
     for idx, row in values.iterrows():
         series = row[runs].to_numpy(float)
         present = np.flatnonzero(~np.isnan(series))
-        rule = rules.get(row["metric"], DEFAULT_RULE)
+        rule = catalogue.definition(row["metric"]).history_rule
         for cp in change_points(series[present], rule, row["direction"], window, k):
             changes.append({**{c: row[c] for c in keys}, "row": idx, "run": runs[present[cp.index]],
                             "change": cp.change, "kind": rule.kind, "better": cp.better, "sustained": cp.sustained})
     changes_df = pd.DataFrame(changes, columns=[*keys, "row", "run", "change", "kind", "better", "sustained"])
-    return History(rs.runs, values, status_rows, changes_df, keys)
-
-
-def describe_change(change: float, kind: str) -> str:
-    return f"{100 * change:+.1f}%" if kind == "relative" else f"{change:+.2f}"
+    return History(rs.runs, values, status_rows, changes_df, keys, catalogue)

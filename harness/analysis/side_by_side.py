@@ -1,6 +1,7 @@
 """The framework-side-by-side table that every report format renders (terminal, Markdown, HTML):
 one row per (run, model, task, setting, metric), one column per framework, each value with its
-spread and its ratio to a reference framework."""
+spread and its ratio to a reference framework. Labels, formats and the default metrics come from
+the metric catalogue."""
 
 from __future__ import annotations
 
@@ -10,33 +11,11 @@ from typing import Sequence
 
 import pandas as pd
 
+from zoo.metrics import MetricDef
+
+from harness.analysis.formatting import fmt_cv, fmt_ratio, fmt_value, heading
 from harness.results.loader import ResultSet
-from harness.render.terminal import COLUMNS
-
-LABELS = {metric: title for metric, title, _ in COLUMNS}
-FORMATS = {metric: fmt for metric, _, fmt in COLUMNS}
-DEFAULT_METRICS = tuple(metric for metric, _, _ in COLUMNS)
-ARROWS = {"higher": "↑", "lower": "↓"}
-
-
-def label(metric: str) -> str:
-    return LABELS.get(metric, metric)
-
-
-def fmt_value(metric: str, value: float) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return FORMATS.get(metric, "{:.4g}").format(value)
-
-
-def fmt_cv(cv: float) -> str:
-    return f" ±{100 * cv:.0f}%" if cv == cv and cv is not None and cv >= 0.005 else ""
-
-
-def fmt_ratio(ratio: float) -> str:
-    if ratio != ratio or ratio is None:
-        return ""
-    return f"{ratio:.2f}×" if ratio < 100 else f"{ratio:,.0f}×"
+from harness.results.metrics import BUILTIN, Catalogue
 
 
 @dataclass(frozen=True)
@@ -46,13 +25,16 @@ class Entry:
     ratio: float = math.nan
     status: str = "ok"
 
-    def text(self, metric: str, with_ratio: bool = True) -> str:
+    def text(self, definition: MetricDef | str, with_ratio: bool = True) -> str:
+        """The cell as shown: value, spread and ratio (a name is looked up in the built-in catalogue)."""
         if self.status != "ok":
             return self.status
         if self.value != self.value:
             return ""
+        if not isinstance(definition, MetricDef):
+            definition = BUILTIN.definition(definition)
         ratio = fmt_ratio(self.ratio) if with_ratio else ""
-        return fmt_value(metric, self.value) + fmt_cv(self.cv) + (f" ({ratio})" if ratio else "")
+        return fmt_value(definition, self.value) + fmt_cv(self.cv) + (f" ({ratio})" if ratio else "")
 
 
 @dataclass(frozen=True)
@@ -64,11 +46,17 @@ class Row:
     metric: str
     direction: str
     unit: str
+    definition: MetricDef
     entries: dict[str, Entry] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
-        return f"{label(self.metric)} {ARROWS.get(self.direction, '')}".strip()
+        return heading(self.definition, self.direction)
+
+    def text(self, framework: str) -> str:
+        """The framework's cell ("" when it has none)."""
+        entry = self.entries.get(framework)
+        return entry.text(self.definition) if entry is not None else ""
 
 
 @dataclass(frozen=True)
@@ -79,6 +67,7 @@ class SideBySide:
     show_run: bool
     show_setting: bool
     failures: pd.DataFrame  # cells not ok: run, cell_key, status, error_phase, error_type, error_message
+    catalogue: Catalogue = BUILTIN
 
     def key_columns(self) -> list[str]:
         return (["run"] if self.show_run else []) + ["model", "task"] + (["setting"] if self.show_setting else [])
@@ -89,10 +78,12 @@ def _setting(df: pd.DataFrame) -> pd.Series:
             + " " + df["init"])
 
 
-def side_by_side(rs: ResultSet, reference: str | None = None, metrics: Sequence[str] | None = None) -> SideBySide:
-    """Build the table. ``reference`` defaults to the first framework in run order; an unknown one
-    raises ``ValueError`` naming the frameworks present."""
-    metrics = list(metrics or DEFAULT_METRICS)
+def side_by_side(rs: ResultSet, reference: str | None = None, metrics: Sequence[str] | None = None,
+                 catalogue: Catalogue = BUILTIN) -> SideBySide:
+    """Build the table of ``metrics`` (default: the catalogue's default columns). ``reference``
+    defaults to the first framework in run order; an unknown one raises ``ValueError`` naming the
+    frameworks present."""
+    metrics = list(metrics or catalogue.columns())
     cells = rs.cells.assign(framework=rs.cells["label"])  # framework:variant
     frameworks = list(dict.fromkeys(cells["framework"]))
     if reference is None:
@@ -124,8 +115,9 @@ def side_by_side(rs: ResultSet, reference: str | None = None, metrics: Sequence[
                 elif st is not None and st != "ok":
                     entries[fw] = Entry(status=st)
             first = next(r for r in found if r is not None)
-            rows.append(Row(g.run, g.model, g.task, g.setting, metric, first.direction, first.unit, entries))
+            rows.append(Row(g.run, g.model, g.task, g.setting, metric, first.direction, first.unit,
+                            catalogue.definition(metric), entries))
     failures = rs.cells[rs.cells["status"] != "ok"][
         ["run", "cell_key", "status", "error_phase", "error_type", "error_message"]]
     return SideBySide(frameworks, reference, rows, show_run=rs.cells["run"].nunique() > 1,
-                      show_setting=cells["setting"].nunique() > 1, failures=failures)
+                      show_setting=cells["setting"].nunique() > 1, failures=failures, catalogue=catalogue)

@@ -1,17 +1,14 @@
-"""``zoo export RUN --format ...``: a run in a format existing benchmark tools read."""
+"""``zoo export RUN --format ...``: a run in a format existing benchmark tools read (any format
+that renders the export view; built in: pytest-benchmark, github-action-benchmark, bencher)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
-from rich.console import Console
-
-from harness.render.terminal import print_error
-
-FORMATS = ("pytest-benchmark", "github-action-benchmark", "bencher")
+from harness.commands.common import load_registry, report_problems
+from harness.render.registry import format_help
+from harness.render.terminal import error_console, print_error
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "'customSmallerIsBetter'), or Bencher Metric Format (bencher run --adapter json).",
     )
     p.add_argument("run_path", metavar="RUN", help="run directory or run id")
-    p.add_argument("--format", choices=FORMATS, required=True, help="what to write")
+    p.add_argument("--format", required=True, metavar="FORMAT", help=format_help("export", default=None))
     p.add_argument("-o", "--output", type=Path, help="file to write (github-action-benchmark: a directory); "
                    "default: standard output")
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="where run ids are looked up "
@@ -32,30 +29,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.render import exports
+    from harness.render.registry import check_output, renderers_for, write_output
+    from harness.render.views import ExportView
     from harness.results.loader import LoadError, load_results, resolve_runs
     from harness.results.records import SchemaError
 
-    err = Console(stderr=True)
+    err = error_console()
+    _, registry = load_registry(args)
+    report_problems(registry, err, getattr(args, "verbose", False))
     try:
+        renderer = renderers_for(registry).get("export", args.format)
         rs = load_results(resolve_runs([args.run_path], args.results_dir))
-        if args.format == "github-action-benchmark":
-            if not args.output:
-                raise ValueError("--format github-action-benchmark writes two files: add -o DIRECTORY")
-            bigger, smaller = exports.to_github_action_benchmark(rs)
-            args.output.mkdir(parents=True, exist_ok=True)
-            for name, entries in (("bigger_is_better.json", bigger), ("smaller_is_better.json", smaller)):
-                (args.output / name).write_text(json.dumps(entries, indent=2, allow_nan=False) + "\n")
-                print(f"wrote {args.output / name} ({len(entries)} entries)")
-            return 0
-        doc = exports.to_pytest_benchmark(rs) if args.format == "pytest-benchmark" else exports.to_bencher(rs)
-        text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
+        check_output(renderer, args.output)
+        rendered = renderer.views["export"](ExportView(rs, registry.catalogue))
+        write_output(renderer, rendered, args.output, announce=True)
     except (LoadError, SchemaError, ValueError, OSError) as exc:
         print_error(err, str(exc))
         return 2
-    if args.output:
-        args.output.write_text(text)
-        print(f"wrote {args.output}")
-    else:
-        sys.stdout.write(text)
     return 0

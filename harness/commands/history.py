@@ -1,17 +1,14 @@
-"""``zoo history RESULTS_DIR``: the nightly table over many runs, with change points flagged."""
+"""``zoo history RESULTS_DIR``: the nightly table over many runs, with change points flagged, in
+any format that renders the history view (built in: table, Markdown, HTML, CSV)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from rich.console import Console
-
-from harness.commands.common import split_csv
-from harness.render.terminal import print_error
-
-FORMATS = ("table", "markdown", "html", "csv")
+from harness.commands.common import load_registry, report_problems, split_csv
+from harness.render.registry import format_help
+from harness.render.terminal import error_console, print_error
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,52 +25,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "are found over all runs)")
     p.add_argument("--window", type=int, default=5, help="runs on each side of a change point that set "
                    "the levels (default: 5)")
-    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    p.add_argument("--format", default="table", metavar="FORMAT", help=format_help("history"))
     p.add_argument("-o", "--output", type=Path, help="write to this file (default: standard output)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from harness.analysis.history import build_history
+    from harness.render.registry import check_output, renderers_for, write_output
+    from harness.render.views import HistoryView
     from harness.results.loader import LoadError, load_results
     from harness.results.records import SchemaError
 
-    err = Console(stderr=True)
+    err = error_console()
     if args.last < 1 or args.window < 1:
         print_error(err, "--last and --window must be at least 1")
         return 2
+    _, registry = load_registry(args)
+    report_problems(registry, err, getattr(args, "verbose", False))
+    catalogue = registry.catalogue
     try:
-        from harness.analysis.side_by_side import DEFAULT_METRICS
-
-        metrics = split_csv(args.metrics) or list(DEFAULT_METRICS)
+        renderer = renderers_for(registry).get("history", args.format)
+        check_output(renderer, args.output)
+        metrics = split_csv(args.metrics) or list(catalogue.columns())
         rs = load_results(args.paths, metrics)
-        h = build_history(rs, metrics, window=args.window)
+        h = build_history(rs, metrics, window=args.window, catalogue=catalogue)
+        write_output(renderer, renderer.views["history"](HistoryView(h, rs, args.last, catalogue)), args.output)
     except (LoadError, SchemaError, ValueError, OSError) as exc:
         print_error(err, str(exc))
         return 2
-    if args.format == "table":
-        from harness.render.terminal import history_table, wide_console
-
-        console = wide_console(file=args.output.open("w")) if args.output else wide_console()
-        console.print(history_table(h, args.last))
-        console.print(f"{len(h.runs)} runs, {len(h.changes)} change points (▼ worse, ▲ better, ? latest run only)",
-                      highlight=False)
-        return 0
-    if args.format == "markdown":
-        from harness.render.markdown import history_markdown
-
-        text = history_markdown(h, args.last)
-    elif args.format == "html":
-        from harness.render.html import html_report
-        from harness.analysis.side_by_side import side_by_side
-
-        latest = rs.subset([rs.runs["run"].iloc[-1]])
-        text = html_report(rs, side_by_side(latest), h, title="zoo-bench history")
-    else:
-        text = h.values.merge(h.changes.groupby("row").size().rename("change_points"), left_index=True,
-                              right_index=True, how="left").fillna({"change_points": 0}).to_csv(index=False)
-    if args.output:
-        args.output.write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
     return 0

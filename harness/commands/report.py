@@ -1,19 +1,14 @@
-"""``zoo report RUN...``: the frameworks side by side, as a terminal table, Markdown, HTML with
-plots, CSV or Parquet."""
+"""``zoo report RUN...``: the frameworks side by side, in any format that renders the report view
+(built in: a terminal table, Markdown, HTML with plots, CSV, Parquet; plugins add more)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
-from rich.console import Console
-
-from harness.commands.common import split_csv
-from harness.render.terminal import print_error
-
-FORMATS = ("table", "markdown", "html", "csv", "parquet")
+from harness.commands.common import load_registry, report_problems, split_csv
+from harness.render.registry import format_help
+from harness.render.terminal import error_console, print_error
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--results-dir. HTML adds plots (the latest run; history over runs) and opens offline.",
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directory, results directory or run id")
-    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    p.add_argument("--format", default="table", metavar="FORMAT", help=format_help("report"))
     p.add_argument("-o", "--output", type=Path, help="write to this file (default: standard output; "
                    "parquet needs a file)")
     p.add_argument("--reference", metavar="FRAMEWORK", help="framework the ratios are relative to "
@@ -37,79 +32,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.analysis.side_by_side import side_by_side
+    from harness.render.registry import check_output, renderers_for, write_output
+    from harness.render.views import ReportView
     from harness.results.loader import LoadError, load_results, resolve_runs
     from harness.results.records import SchemaError
-    from harness.analysis.side_by_side import side_by_side
 
-    err = Console(stderr=True)
+    err = error_console()
+    _, registry = load_registry(args)
+    report_problems(registry, err, getattr(args, "verbose", False))
+    catalogue = registry.catalogue
     try:
-        from harness.analysis.side_by_side import DEFAULT_METRICS
-
-        metrics = split_csv(args.metrics) or list(DEFAULT_METRICS)
-        # csv and parquet carry every metric unless some were asked for
-        wanted = None if args.format in ("csv", "parquet") and not args.metrics else metrics
+        renderer = renderers_for(registry).get("report", args.format)
+        metrics = split_csv(args.metrics) or list(catalogue.columns())
+        # tabular formats carry every metric unless some were asked for
+        wanted = None if renderer.every_metric and not args.metrics else metrics
         rs = load_results(resolve_runs(args.runs, args.results_dir), wanted)
-        sbs = side_by_side(rs, args.reference, metrics)
+        sbs = side_by_side(rs, args.reference, metrics, catalogue)
+        check_output(renderer, args.output)
+        view = ReportView(rs, sbs, title="zoo report · " + ", ".join(rs.runs["run"]), catalogue=catalogue)
+        write_output(renderer, renderer.views["report"](view), args.output, announce=True)
     except (LoadError, SchemaError, ValueError, OSError) as exc:
         print_error(err, str(exc))
         return 2
-    if args.format == "parquet" and not args.output:
-        print_error(err, "--format parquet writes a file: add -o FILE.parquet")
-        return 2
-    try:
-        if args.format == "table":
-            return _table(sbs, rs, args.output)
-        if args.format == "parquet":
-            return _parquet(rs, args.output, err)
-        text = _render(args.format, rs, sbs)
-    except OSError as exc:
-        print_error(err, str(exc))
-        return 2
-    _write(text, args.output)
     return 0
-
-
-def _render(fmt: str, rs, sbs) -> str:
-    if fmt == "markdown":
-        from harness.render.markdown import side_by_side_markdown
-
-        return side_by_side_markdown(sbs, title="zoo report · " + ", ".join(rs.runs["run"]))
-    if fmt == "html":
-        from harness.analysis.history import build_history
-        from harness.render.html import html_report
-
-        return html_report(rs, sbs, build_history(rs) if len(rs.runs) > 1 else None)
-    frame = rs.metrics.drop(columns=["run_order"]).copy()
-    frame["samples"] = [json.dumps(list(map(float, s))) for s in frame["samples"]]
-    return frame.to_csv(index=False)
-
-
-def _table(sbs, rs, output: Path | None) -> int:
-    from harness.render.terminal import side_by_side_table, wide_console
-
-    console = wide_console(file=output.open("w")) if output else wide_console()
-    runs = ", ".join(rs.runs["run"])
-    console.print(side_by_side_table(sbs, title=f"zoo report · {runs}"))
-    for f in sbs.failures.itertuples():
-        console.print(f"{f.cell_key} ({f.run}) {f.status} in {f.error_phase}: {f.error_type}: {f.error_message}",
-                      markup=False, highlight=False)
-    return 0
-
-
-def _parquet(rs, output: Path, err: Console) -> int:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        print_error(err, "writing Parquet needs pyarrow: pip install 'zoo-bench[parquet]' (or use --format csv)")
-        return 2
-    rs.metrics.drop(columns=["run_order"]).to_parquet(output, index=False)
-    print(f"wrote {output}")
-    return 0
-
-
-def _write(text: str, output: Path | None) -> None:
-    if output:
-        output.write_text(text, encoding="utf-8")
-        print(f"wrote {output}")
-    else:
-        sys.stdout.write(text)

@@ -2,11 +2,11 @@
 
 * :func:`to_pytest_benchmark`: pytest-benchmark's ``--benchmark-json`` layout, so
   ``pytest-benchmark compare`` and github-action-benchmark's ``tool: pytest`` can read it. Each
-  timed metric with raw samples becomes one benchmark whose rounds are seconds per operation
-  (per sample for throughputs, per call for latency).
+  metric with a ``timing`` in the metric catalogue and raw samples becomes one benchmark whose
+  rounds are seconds per operation (per sample for throughputs, per call for latency).
 * :func:`to_github_action_benchmark`: the two "custom" files of github-action-benchmark,
   ``customBiggerIsBetter`` and ``customSmallerIsBetter`` (lists of ``{name, unit, value, range,
-  extra}``).
+  extra}``), of the catalogue's default columns.
 * :func:`to_bencher`: Bencher Metric Format (``{benchmark: {measure: {value, lower_value,
   upper_value}}}``), one benchmark per cell, one measure per metric (slug: the metric name in
   kebab case), the interval being the record's bootstrap CI.
@@ -16,6 +16,7 @@ Every number is finite (tools reject NaN); failed and skipped cells are left out
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Sequence
 
@@ -23,14 +24,8 @@ import numpy as np
 import pandas as pd
 
 from harness.results.loader import ResultSet
-from harness.analysis.side_by_side import DEFAULT_METRICS, label
+from harness.results.metrics import BUILTIN, Catalogue
 
-#: metric -> (how to turn a sample into seconds per operation, what an operation is)
-PYTEST_TIMINGS = {
-    "train_throughput": (lambda x: 1.0 / x, "s/sample"),
-    "infer_throughput": (lambda x: 1.0 / x, "s/sample"),
-    "latency_p50_ms": (lambda x: x / 1000.0, "s/call"),
-}
 PYTEST_BENCHMARK_VERSION = "5.1.0"  # the JSON layout written here
 
 
@@ -65,25 +60,26 @@ def _stats(data: np.ndarray) -> dict[str, Any]:
             "total": float(data.sum()), "data": [float(v) for v in data], "iterations": 1}
 
 
-def to_pytest_benchmark(rs: ResultSet) -> dict[str, Any]:
+def to_pytest_benchmark(rs: ResultSet, catalogue: Catalogue = BUILTIN) -> dict[str, Any]:
     run = _one_run(rs)
+    timings = catalogue.timings()
     benchmarks = []
-    for r in _ok(rs, list(PYTEST_TIMINGS)).itertuples(index=False):
+    for r in _ok(rs, list(timings)).itertuples(index=False):
         samples = np.asarray(r.samples, float)
         if samples.size == 0 or not np.all(np.isfinite(samples)) or np.any(samples <= 0):
             continue
-        to_seconds, unit = PYTEST_TIMINGS[r.metric]
+        timing, title = timings[r.metric], catalogue.definition(r.metric).title
         params = {"framework": r.framework, "variant": r.variant, "model": r.model, "task": r.task, "device": r.device,
                   "precision": r.precision, "batch_size": int(r.batch_size), "freeze": r.freeze, "init": r.init}
         benchmarks.append({
-            "group": label(r.metric), "name": f"{r.metric}[{r.cell_key}]", "fullname": f"zoo::{r.metric}[{r.cell_key}]",
+            "group": title, "name": f"{r.metric}[{r.cell_key}]", "fullname": f"zoo::{r.metric}[{r.cell_key}]",
             "params": params, "param": r.cell_key,
-            "extra_info": {"unit": unit, "zoo_metric": r.metric, "zoo_value": float(r.value), "zoo_unit": r.unit,
+            "extra_info": {"unit": timing.unit, "zoo_metric": r.metric, "zoo_value": float(r.value), "zoo_unit": r.unit,
                            "run_id": run["run_id"], "machine_fingerprint": run["fingerprint"],
                            "framework_version": r.framework_version},
             "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": int(samples.size),
                         "max_time": 0.0, "min_time": 0.0, "warmup": True},
-            "stats": _stats(to_seconds(samples)),
+            "stats": _stats(timing.seconds(samples)),
         })
     started = run["started_at"]
     return {
@@ -101,9 +97,12 @@ def to_pytest_benchmark(rs: ResultSet) -> dict[str, Any]:
     }
 
 
-def to_github_action_benchmark(rs: ResultSet, metrics: Sequence[str] = DEFAULT_METRICS) -> tuple[list, list]:
-    """``(bigger_is_better, smaller_is_better)`` entry lists."""
+def to_github_action_benchmark(rs: ResultSet, metrics: Sequence[str] | None = None,
+                               catalogue: Catalogue = BUILTIN) -> tuple[list, list]:
+    """``(bigger_is_better, smaller_is_better)`` entry lists of ``metrics`` (default: the catalogue's
+    default columns)."""
     run = _one_run(rs)
+    metrics = catalogue.columns() if metrics is None else metrics
     bigger, smaller = [], []
     for r in _ok(rs, metrics).itertuples(index=False):
         if r.direction not in ("higher", "lower"):
@@ -112,13 +111,16 @@ def to_github_action_benchmark(rs: ResultSet, metrics: Sequence[str] = DEFAULT_M
         cv = _finite(r.robust_cv)
         if cv is not None:
             entry["range"] = f"± {100 * cv:.1f}%"
-        entry["extra"] = f"{label(r.metric)}; n={r.n}; run {run['run_id']}; {r.framework_version}".strip()
+        title = catalogue.definition(r.metric).title
+        entry["extra"] = f"{title}; n={r.n}; run {run['run_id']}; {r.framework_version}".strip()
         (bigger if r.direction == "higher" else smaller).append(entry)
     return bigger, smaller
 
 
-def to_bencher(rs: ResultSet, metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, dict[str, dict[str, float]]]:
+def to_bencher(rs: ResultSet, metrics: Sequence[str] | None = None,
+               catalogue: Catalogue = BUILTIN) -> dict[str, dict[str, dict[str, float]]]:
     _one_run(rs)
+    metrics = catalogue.columns() if metrics is None else metrics
     out: dict[str, dict[str, dict[str, float]]] = {}
     for r in _ok(rs, metrics).itertuples(index=False):
         measure = {"value": float(r.value)}
@@ -127,3 +129,23 @@ def to_bencher(rs: ResultSet, metrics: Sequence[str] = DEFAULT_METRICS) -> dict[
             measure["lower_value"], measure["upper_value"] = lo, hi
         out.setdefault(r.cell_key, {})[r.metric.replace("_", "-")] = measure
     return out
+
+
+# --- the export renderers (harness.render.registry)
+
+
+def _json(doc: Any) -> str:
+    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+
+
+def render_pytest_benchmark(view) -> str:
+    return _json(to_pytest_benchmark(view.results, view.catalogue))
+
+
+def render_github_action_benchmark(view) -> dict[str, str]:
+    bigger, smaller = to_github_action_benchmark(view.results, catalogue=view.catalogue)
+    return {"bigger_is_better.json": _json(bigger), "smaller_is_better.json": _json(smaller)}
+
+
+def render_bencher(view) -> str:
+    return _json(to_bencher(view.results, catalogue=view.catalogue))

@@ -9,15 +9,15 @@ from __future__ import annotations
 from html import escape
 from typing import Sequence
 
-from harness.analysis.history import History, describe_change
-from harness.results.loader import ResultSet
+from harness.analysis.formatting import fmt_change
+from harness.analysis.history import History
+from harness.analysis.side_by_side import SideBySide, side_by_side
 from harness.render.svg import bar_chart, color, line_chart
+from harness.results.loader import ResultSet
+from harness.results.metrics import Catalogue
 
 DASHES = ("", "6 3", "2 2", "8 3 2 3")
-from harness.analysis.side_by_side import SideBySide, label
-
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-PLOTTED = ("train_throughput", "infer_throughput", "latency_p50_ms", "peak_rss_mb", "accuracy")
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 32px; }
@@ -63,7 +63,7 @@ def _side_by_side(sbs: SideBySide) -> str:
     rows = []
     for r in sbs.rows:
         cells = [escape(str(getattr(r, k))) for k in keys] + [escape(r.label)]
-        cells += [escape(r.entries[f].text(r.metric)) if f in r.entries else "" for f in sbs.frameworks]
+        cells += [escape(r.text(f)) if f in r.entries else "" for f in sbs.frameworks]
         rows.append(cells)
     note = (f'<p class="note">Medians; ± is the robust CV across timing windows; (×) is the ratio to '
             f"{escape(sbs.reference)} in the same run. ↑ higher is better, ↓ lower is better.</p>")
@@ -75,18 +75,19 @@ def _colours(rs: ResultSet) -> dict[str, str]:
     return {fw: color(i) for i, fw in enumerate(dict.fromkeys(rs.cells["label"]))}
 
 
-def _bar_charts(rs: ResultSet, run: str) -> str:
+def _bar_charts(rs: ResultSet, run: str, catalogue: Catalogue) -> str:
     m = rs.metrics[(rs.metrics["run"] == run) & (rs.metrics["status"] == "ok")]
     frameworks = list(dict.fromkeys(rs.cells.loc[rs.cells["run"] == run, "label"]))
     styles = {fw: (c, "") for fw, c in _colours(rs).items()}
     charts = []
-    for metric in PLOTTED:
+    for metric in catalogue.plotted():
         sub = m[m["metric"] == metric]
         if not len(sub):
             continue
         groups = list(dict.fromkeys(sub["model"] + "/" + sub["task"]))
         values = {(f"{r.model}/{r.task}", r.label): (r.value, r.ci_low, r.ci_high) for r in sub.itertuples()}
-        charts.append(bar_chart(label(metric), groups, frameworks, values, sub["unit"].iloc[0], styles))
+        title = catalogue.definition(metric).title
+        charts.append(bar_chart(title, groups, frameworks, values, sub["unit"].iloc[0], styles))
     return '<div class="charts">' + "".join(charts) + "</div>"
 
 
@@ -94,7 +95,7 @@ def _history_charts(h: History, colours: dict[str, str]) -> str:
     runs = list(h.runs["run"])
     charts = []
     setups = list(dict.fromkeys(h.values["model"] + "/" + h.values["task"]))  # one dash pattern each
-    for metric in PLOTTED:
+    for metric in h.catalogue.plotted():
         sub = h.values[h.values["metric"] == metric]
         if not len(sub):
             continue
@@ -107,7 +108,8 @@ def _history_charts(h: History, colours: dict[str, str]) -> str:
             styles[name] = (colours.get(r["framework"], "#444"), DASHES[setups.index(setup) % len(DASHES)])
             for c in h.changes[h.changes["row"] == i].itertuples(index=False):
                 marks[(name, runs.index(c.run))] = "better" if c.better else "worse"
-        charts.append(line_chart(label(metric) + " over runs", runs, series, sub["unit"].iloc[0], marks, styles))
+        title = h.catalogue.definition(metric).title + " over runs"
+        charts.append(line_chart(title, runs, series, sub["unit"].iloc[0], marks, styles))
     return '<div class="charts">' + "".join(charts) + "</div>"
 
 
@@ -117,8 +119,9 @@ def _changes_table(h: History) -> str:
     rows = []
     for c in h.changes.itertuples(index=False):
         cls = "better" if c.better else "worse"
-        rows.append([escape(c.framework), escape(c.model), escape(c.task), escape(label(c.metric)), escape(c.run),
-                     f'<span class="{cls}">{escape(describe_change(c.change, c.kind))}</span>',
+        title = h.catalogue.definition(c.metric).title
+        rows.append([escape(c.framework), escape(c.model), escape(c.task), escape(title), escape(c.run),
+                     f'<span class="{cls}">{escape(fmt_change(c.change, c.kind))}</span>',
                      "yes" if c.sustained else "latest run only"])
     return _table(["framework", "model", "task", "metric", "from run", "change", "sustained"], rows)
 
@@ -142,9 +145,22 @@ def html_report(rs: ResultSet, sbs: SideBySide, history: History | None = None, 
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{escape(title)}</h1>", "<h2>Runs</h2>", _runs_table(rs),
         "<h2>Frameworks side by side</h2>", _side_by_side(sbs),
-        f"<h2>Latest run: {escape(str(latest))}</h2>", _bar_charts(rs, latest),
+        f"<h2>Latest run: {escape(str(latest))}</h2>", _bar_charts(rs, latest, sbs.catalogue),
     ]
     if history is not None and len(rs.runs) > 1:
         parts += ["<h2>History</h2>", _history_charts(history, _colours(rs)), "<h2>Change points</h2>", _changes_table(history)]
     parts += [_failures(sbs), '<p class="note">Made by zoo-bench (zoo report --format html).</p>', "</body></html>"]
     return "\n".join(parts) + "\n"
+
+
+# --- the `html` renderer (harness.render.registry)
+
+
+def render_report(view) -> str:
+    return html_report(view.results, view.table, view.history)
+
+
+def render_history(view) -> str:
+    rs = view.results
+    latest = rs.subset([rs.runs["run"].iloc[-1]])
+    return html_report(rs, side_by_side(latest, catalogue=view.catalogue), view.history, title="zoo-bench history")

@@ -10,8 +10,9 @@ from functools import lru_cache
 from typing import Sequence
 
 from harness.analysis.compare import VERDICTS, Comparison
-from harness.analysis.history import History, describe_change
-from harness.analysis.side_by_side import SideBySide, fmt_value, label
+from harness.analysis.formatting import fmt_change, fmt_ci, fmt_q, fmt_value
+from harness.analysis.history import History
+from harness.analysis.side_by_side import SideBySide
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")  # what can start markup inside a table cell
 VERDICT_MARK = {"regressed": "🔴 regressed", "improved": "🟢 improved", "unstable": "🟡 unstable",
@@ -46,9 +47,8 @@ def side_by_side_markdown(sbs: SideBySide, title: str = "") -> str:
     headers = [*keys, "metric", *[md_escape(f) + (" (ref)" if f == sbs.reference else "") for f in sbs.frameworks]]
     rows = []
     for r in sbs.rows:
-        key_values = {"run": r.run, "model": r.model, "task": r.task, "setting": r.setting}
-        rows.append([md_escape(key_values[k]) for k in keys] + [md_escape(r.label)]
-                    + [md_escape(r.entries[f].text(r.metric)) if f in r.entries else "" for f in sbs.frameworks])
+        rows.append([md_escape(getattr(r, k)) for k in keys] + [md_escape(r.label)]
+                    + [md_escape(r.text(f)) if f in r.entries else "" for f in sbs.frameworks])
     out.append(md_table(headers, rows, ["l"] * (len(keys) + 1) + ["r"] * len(sbs.frameworks)))
     out.append("")
     out.append(f"Values are medians; ± is the robust CV across timing windows; (×) is the ratio to "
@@ -61,28 +61,6 @@ def side_by_side_markdown(sbs: SideBySide, title: str = "") -> str:
     return "\n".join(out) + "\n"
 
 
-def fmt_change(change: float, kind: str) -> str:
-    if change != change:
-        return ""
-    return f"{100 * change:+.1f}%" if kind == "relative" else f"{change:+.2f}"
-
-
-def fmt_ci(lo: float, hi: float, kind: str) -> str:
-    if lo != lo or hi != hi:
-        return ""
-    return f"[{fmt_change(lo, kind)}, {fmt_change(hi, kind)}]"
-
-
-def fmt_q(q: float) -> str:
-    return "" if q != q else (f"{q:.2g}" if q >= 1e-4 else "<1e-4")
-
-
-def comparison_rows(cmp: Comparison, show_all: bool = False):
-    """The rows a rendering shows: everything but ``unchanged`` unless ``show_all``."""
-    rows = cmp.rows if show_all else cmp.rows[cmp.rows["verdict"] != "unchanged"]
-    return rows
-
-
 def comparison_markdown(cmp: Comparison, show_all: bool = False, fail_on: Sequence[str] = ()) -> str:
     counts = cmp.counts()
     b, c = cmp.baseline, cmp.candidate
@@ -91,16 +69,18 @@ def comparison_markdown(cmp: Comparison, show_all: bool = False, fail_on: Sequen
                + ", ".join(f"**{counts[v]}** {v}" for v in VERDICTS if counts[v]) + ".")
     for w in cmp.warnings:
         out += ["", f"> warning: {md_escape(w)}"]
-    rows = comparison_rows(cmp, show_all)
+    rows = cmp.shown(show_all)
+    catalogue = cmp.settings.catalogue
     out.append("")
     if not len(rows):
         out.append(f"All {len(cmp.rows)} compared metrics are unchanged.")
     else:
         table = []
         for r in rows.itertuples(index=False):
+            d = catalogue.definition(r.metric)
             gate = " ⛔" if r.verdict == "regressed" and r.metric in fail_on else ""
-            table.append([md_escape(r.framework), md_escape(r.model), md_escape(r.task), md_escape(label(r.metric)),
-                          md_escape(fmt_value(r.metric, r.baseline)), md_escape(fmt_value(r.metric, r.candidate)),
+            table.append([md_escape(r.framework), md_escape(r.model), md_escape(r.task), md_escape(d.title),
+                          md_escape(fmt_value(d, r.baseline)), md_escape(fmt_value(d, r.candidate)),
                           md_escape(fmt_change(r.change, r.kind)), md_escape(fmt_ci(r.ci_low, r.ci_high, r.kind)),
                           md_escape(fmt_q(r.q_value)), VERDICT_MARK[r.verdict] + gate, md_escape(r.note)])
         out.append(md_table(["framework", "model", "task", "metric", "baseline", "candidate", "change",
@@ -124,14 +104,15 @@ def history_markdown(h: History, last: int = 10) -> str:
     headers.append("change points")
     rows = []
     for i, r in h.values.iterrows():
+        d = h.catalogue.definition(r["metric"])
         cells = ([md_escape(r["fingerprint"][:8])] if several else []) + [
-            md_escape(r["framework"]), md_escape(r["model"]), md_escape(r["task"]), md_escape(label(r["metric"]))]
+            md_escape(r["framework"]), md_escape(r["model"]), md_escape(r["task"]), md_escape(d.title)]
         for run in runs:
             v = r[run]
-            text = fmt_value(r["metric"], v) if not (isinstance(v, float) and math.isnan(v)) else h.status.at[i, run]
+            text = fmt_value(d, v) if not (isinstance(v, float) and math.isnan(v)) else h.status.at[i, run]
             cells.append(md_escape(text) + (" " + marks[(i, run)] if (i, run) in marks else ""))
         cps = h.changes[h.changes["row"] == i]
-        cells.append(md_escape("; ".join(f"{'▲' if c.better else '▼'} {describe_change(c.change, c.kind)} at {c.run}"
+        cells.append(md_escape("; ".join(f"{'▲' if c.better else '▼'} {fmt_change(c.change, c.kind)} at {c.run}"
                                          + ("" if c.sustained else " (latest, unconfirmed)")
                                          for c in cps.itertuples(index=False))))
         rows.append(cells)
@@ -141,3 +122,18 @@ def history_markdown(h: History, last: int = 10) -> str:
            "▼ worse, ▲ better from that run on (a change beyond the metric's threshold and 3× the "
            "night-to-night noise); ? = only the latest run so far."]
     return "\n".join(out) + "\n"
+
+
+# --- the `markdown` renderer (harness.render.registry)
+
+
+def render_report(view) -> str:
+    return side_by_side_markdown(view.table, title=view.title)
+
+
+def render_comparison(view) -> str:
+    return comparison_markdown(view.comparison, view.show_all, view.fail_on)
+
+
+def render_history(view) -> str:
+    return history_markdown(view.history, view.last)

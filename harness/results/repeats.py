@@ -8,18 +8,20 @@ run's, so a CI computed from one process is too narrow to predict the next run. 
 windows of R processes and bootstrapping processes first (:func:`harness.measure.stats.summarize_groups`)
 gives an interval that back-to-back runs can be held to.
 
-How each metric is merged:
+How each metric is merged is its definition's ``merge`` in the metric catalogue
+(:mod:`harness.results.metrics`; an unknown metric merges by ``"auto"``):
 
-* metrics with raw samples (throughput windows, batch-1 latencies): all samples pooled, value
-  and spread from :func:`~harness.measure.stats.summarize_groups`, plus ``spread["within_cv"]``, the
-  median of the processes' own robust CVs (window-to-window noise inside a process, where the
-  pooled ``robust_cv`` also holds the spread between processes); the latency percentiles p90/p99
-  are recomputed over the pooled latencies;
-* ``train_gflops`` and ``train_utilisation``: the merged training throughput times the FLOPs per
-  sample (the same in every repeat);
-* every other metric (accuracy, compile time, wall times, memory): the median over repeats, with
-  the per-repeat values as its samples, so it gets a spread and a CI too; a curve (``info`` with
-  samples, the accuracy per epoch) is the first repeat's.
+* ``pooled`` (metrics with raw samples: throughput windows, batch-1 latencies): all samples pooled,
+  value and spread from :func:`~harness.measure.stats.summarize_groups`, plus
+  ``spread["within_cv"]``, the median of the processes' own robust CVs (window-to-window noise
+  inside a process, where the pooled ``robust_cv`` also holds the spread between processes);
+* ``percentile`` (``latency_p90_ms``, ``latency_p99_ms``): recomputed over the pooled samples of
+  the metric they derive from;
+* ``scaled`` (``train_gflops``, ``train_utilisation``): the merged training throughput times the
+  per-sample constant (the same in every repeat);
+* ``median`` (accuracy, compile time, wall times, memory): the median over repeats, with the
+  per-repeat values as its samples, so it gets a spread and a CI too; ``first``: a curve (the
+  accuracy per epoch) is the first repeat's.
 
 A repeat that fails makes the cell failed (with that repeat's error, named); the metrics of the
 repeats that finished are kept in the record, as a failing phase keeps what was measured before it.
@@ -32,18 +34,16 @@ from typing import Sequence
 
 import numpy as np
 
-from harness.results.records import CellRecord, ErrorInfo, Metric
 from harness.measure.stats import percentile, summarize_groups
-
-#: Metrics whose value is a percentile of another metric's samples.
-PERCENTILES = {"latency_p90_ms": ("latency_p50_ms", 90.0), "latency_p99_ms": ("latency_p50_ms", 99.0)}
-#: Metrics proportional to the training throughput (its value times a per-sample constant).
-PER_TRAIN_SAMPLE = ("train_gflops", "train_utilisation")
+from harness.results.metrics import BUILTIN, Catalogue
+from harness.results.records import CellRecord, ErrorInfo, Metric
 
 
-def merge_repeats(records: Sequence[CellRecord], planned: int | None = None) -> CellRecord:
+def merge_repeats(records: Sequence[CellRecord], planned: int | None = None,
+                  catalogue: Catalogue = BUILTIN) -> CellRecord:
     """The cell's record from the records of its repeats (in the order they ran); ``planned`` is
-    how many were asked for (more than ran when one failed: the rest were not started)."""
+    how many were asked for (more than ran when one failed: the rest were not started);
+    ``catalogue`` says how each metric merges."""
     if not records:
         raise ValueError("no repeats to merge")
     planned = planned or len(records)
@@ -51,7 +51,7 @@ def merge_repeats(records: Sequence[CellRecord], planned: int | None = None) -> 
         return records[0]
     ok = [r for r in records if r.status == "ok"]
     first_bad = next((i for i, r in enumerate(records) if r.status != "ok"), None)
-    metrics = _merge_metrics(ok or [records[first_bad]])
+    metrics = _merge_metrics(ok or [records[first_bad]], catalogue)
     base = ok[0] if ok else records[0]
     error = None
     status = "ok"
@@ -78,34 +78,36 @@ def merge_repeats(records: Sequence[CellRecord], planned: int | None = None) -> 
                    started_at=records[0].started_at, duration_s=sum(r.duration_s for r in records))
 
 
-def _merge_metrics(records: Sequence[CellRecord]) -> dict[str, Metric]:
+def _merge_metrics(records: Sequence[CellRecord], catalogue: Catalogue) -> dict[str, Metric]:
     names = [n for n in records[0].metrics]
     names += sorted({n for r in records[1:] for n in r.metrics} - set(names))
     out: dict[str, Metric] = {}
+    derived = {"percentile": [], "scaled": []}  # merged after the metrics they derive from
     for name in names:
+        d = catalogue.definition(name)
         found = [r.metrics[name] for r in records if name in r.metrics]
-        if name in PERCENTILES or name in PER_TRAIN_SAMPLE:
-            continue  # derived below, from the merged metric they depend on
-        if found[0].direction == "info" and found[0].samples:
+        how = d.merge
+        if how == "auto":
+            how = "first" if found[0].direction == "info" and found[0].samples else "pooled"
+        if how in derived:
+            derived[how].append((name, d, found))
+        elif how == "first":
             out[name] = found[0]  # a curve (accuracy per epoch), not repeated measurements: the first repeat's
-        elif len(found[0].samples) > 1:
+        elif how == "pooled" and len(found[0].samples) > 1:
             out[name] = _pooled(found)
         else:
             out[name] = _per_repeat(found)
-    for name, (source, q) in PERCENTILES.items():
-        found = [r.metrics[name] for r in records if name in r.metrics]
-        if not found:
-            continue
-        pooled = [s for r in records if source in r.metrics for s in r.metrics[source].samples]
-        out[name] = (Metric(percentile(pooled, q), found[0].unit, found[0].direction) if pooled
+    for name, d, found in derived["percentile"]:
+        pooled = [s for r in records if d.merge_of in r.metrics for s in r.metrics[d.merge_of].samples]
+        out[name] = (Metric(percentile(pooled, d.merge_q), found[0].unit, found[0].direction) if pooled
                      else _per_repeat(found))
-    for name in PER_TRAIN_SAMPLE:
-        pairs = [(r.metrics[name].value, r.metrics["train_throughput"].value) for r in records
-                 if name in r.metrics and "train_throughput" in r.metrics and r.metrics["train_throughput"].value > 0]
-        if pairs and "train_throughput" in out:
-            per_sample = float(np.median([v / t for v, t in pairs]))
-            unit, direction = records[0].metrics[name].unit, records[0].metrics[name].direction
-            out[name] = Metric(out["train_throughput"].value * per_sample, unit, direction)
+    for name, d, found in derived["scaled"]:
+        base = d.merge_of
+        pairs = [(r.metrics[name].value, r.metrics[base].value) for r in records
+                 if name in r.metrics and base in r.metrics and r.metrics[base].value > 0]
+        if pairs and base in out:
+            per_unit = float(np.median([v / t for v, t in pairs]))
+            out[name] = Metric(out[base].value * per_unit, found[0].unit, found[0].direction)
     return out
 
 
