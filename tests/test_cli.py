@@ -64,7 +64,7 @@ def test_unwritable_results_dir_fails_before_measuring(tmp_path):
 @needs_plugin("zoo-torch")
 def test_bad_batch_size_is_refused():
     proc = run_zoo("bench", "-f", "torch", "--batch-size", "0")
-    assert proc.returncode == 2 and "batch size must be at least 1" in proc.stderr
+    assert proc.returncode == 2 and "--batch-size must be at least 1" in proc.stderr
 
 
 @pytest.mark.slow

@@ -10,12 +10,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+#: A checkpoint name: it becomes ``NAME.safetensors`` inside its directory, so nothing that could
+#: leave it (``/``, ``..``, a leading dot) and at most 100 characters.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
+
+
+def check_checkpoint_name(name: str) -> str:
+    """``name`` if it is a valid checkpoint name, else :class:`CheckpointError` saying what is."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise CheckpointError(
+            f"invalid checkpoint name {name!r}: use letters, digits, '.', '_', '+' and '-' (at most 100, starting "
+            "with a letter or digit), e.g. resnet18-imagenet; the name becomes a file inside the checkpoint directory")
+    return name
+
 
 #: Where the checkpoints shipped with zoo-bench live.
 BUILTIN_DIR = Path(__file__).parent / "pretrained"
@@ -143,6 +158,9 @@ def load_checkpoint(name: str, directory: Path = BUILTIN_DIR) -> tuple[Checkpoin
         raise CheckpointError(f"no checkpoint {name!r} in {directory / MANIFEST} (known: {known})")
     entry = entries[name]
     path = directory / entry.file
+    if Path(entry.file).name != entry.file or entry.file.startswith("."):
+        raise CheckpointError(f"the manifest in {directory} gives checkpoint {name!r} the file {entry.file!r}, which "
+                              "is not a plain file name in that directory; the manifest was edited or is corrupt")
     if not path.exists():
         raise CheckpointError(f"checkpoint file {path} is missing; reinstall zoo-bench or run `zoo pretrain`")
     data = path.read_bytes()
@@ -165,7 +183,7 @@ def save_checkpoint(
     """Write ``weights`` as ``<name>.safetensors`` and record it (with its sha256) in the manifest."""
     from safetensors.numpy import save as save_safetensors
 
-    name = entry_fields["name"]
+    name = check_checkpoint_name(entry_fields["name"])
     file = f"{name}.safetensors"
     blob = save_safetensors(
         {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sorted(weights.items())},

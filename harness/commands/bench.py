@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     def on_event(event: CellEvent) -> None:
         nonlocal bar
         cell = event.cell
-        label = f"{cell.label} {cell.model} {cell.task} {cell.precision}"
+        label = escape(f"{cell.label} {cell.model} {cell.task} {cell.precision}")  # names are data, not markup
         if event.repeats > 1:
             label += f" (repeat {event.repeat}/{event.repeats})"
         if err.is_terminal:

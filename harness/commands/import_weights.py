@@ -35,12 +35,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoo.checkpoints import CheckpointError, user_checkpoint_dir
+    from zoo.checkpoints import CheckpointError, check_checkpoint_name, user_checkpoint_dir
     from zoo.importers import WeightsImportError, import_weights, save_imported
 
     console = wide_console()
     source = "hf" if args.source == "timm" else args.source
     try:
+        check_checkpoint_name(args.name)  # before reading anything: the name becomes a file in --out
         imported = import_weights(source, args.file, model=args.model)
         card = {k: v for k, v in (("license", args.license), ("url", args.url)) if v}
         if args.source_task != "unknown":

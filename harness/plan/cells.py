@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
+
+
+#: Longest cell key: with ``.repeatN.log`` it stays far below every file system's name limit.
+MAX_KEY_LENGTH = 160
+_PLAIN = re.compile(r"[A-Za-z0-9_.]+")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # written with "-" as "~" (so a literal "~" is not plain)
+_FREEZE = re.compile(r"none|backbone|last-[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -28,13 +37,28 @@ class Cell:
 
     @property
     def key(self) -> str:
-        """A stable, filesystem-safe identifier of the cell."""
-        raw = "-".join(
-            [self.label.replace(":", "+"), self.model, self.task, self.device, self.precision,
-             f"b{self.batch_size}", f"freeze_{self.freeze}", self.init]
-        )
-        safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", raw)  # names come from plugins: keep paths inside
-        return re.sub(r"^\.+", lambda m: "_" * len(m.group()), safe)  # and never a hidden file
+        """A stable, one-to-one, filesystem-safe identifier of the cell, at most
+        :data:`MAX_KEY_LENGTH` characters (it names the cell's log file).
+
+        ``framework[+variant]-model-task-device-precision-bN-freeze_F-init``; a ``-`` inside a
+        name is written ``~`` so the fields stay apart. Names come from plugins: when one holds
+        any other character outside ``[A-Za-z0-9_.]``, or the key would be too long, the readable
+        part is sanitised and cut, and a hash of the exact fields keeps two cells apart."""
+        names = [self.framework, self.variant, self.model, self.task]
+        fields = [self.device, self.precision, self.init]
+        plain = all(_PLAIN_NAME.fullmatch(n) for n in names if n) and all(
+            _PLAIN.fullmatch(f) for f in fields) and _FREEZE.fullmatch(self.freeze) is not None
+        label = self.framework + (f"+{self.variant}" if self.variant else "")
+        raw = "-".join([label.replace("-", "~"), self.model.replace("-", "~"), self.task.replace("-", "~"),
+                        self.device, self.precision, f"b{self.batch_size}", f"freeze_{self.freeze}", self.init])
+        if plain and len(raw) <= MAX_KEY_LENGTH and not raw.startswith("."):
+            return raw
+        identity = json.dumps([self.framework, self.variant, self.model, self.task, self.device, self.precision,
+                               self.batch_size, self.freeze, self.init])
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+        safe = re.sub(r"[^A-Za-z0-9_.+~-]", "_", raw)[: MAX_KEY_LENGTH - len(digest) - 2]
+        safe = re.sub(r"^\.+", lambda m: "_" * len(m.group()), safe)  # never a hidden file
+        return f"{safe}-h{digest}"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import multiprocessing as mp
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -245,7 +246,7 @@ def _add_record(rec: Mapping[str, Any], run: str, cells: list[tuple], rows: list
     variant = cell.get("variant") or ""
     index = len(cells)
     cells.append((
-        run, cell.get("key") or _cell_key(cell), *(cell.get(f) for f in CELL_FIELDS[:-1]), variant,
+        run, _cell_key(cell), *(cell.get(f) for f in CELL_FIELDS[:-1]), variant,
         f"{cell.get('framework')}:{variant}" if variant else cell.get("framework"),
         status, error.get("phase", ""), error.get("type", ""), error.get("message", ""),
         ", ".join(f"{k} {v}" for k, v in versions.items()),
@@ -261,10 +262,17 @@ def _add_record(rec: Mapping[str, Any], run: str, cells: list[tuple], rows: list
 
 
 def _cell_key(cell: Mapping[str, Any]) -> str:
+    """The cell's key as this version computes it (not the stored one: a run written before a
+    change of the key's encoding must still pair with a new run's cells)."""
+    return _key_of(tuple(cell.get(f) for f in CELL_FIELDS))
+
+
+@lru_cache(maxsize=65536)
+def _key_of(values: tuple) -> str:
     from harness.plan.cells import Cell
 
-    fields = set(Cell.__dataclass_fields__)
-    return Cell(**{k: v for k, v in cell.items() if k in fields}).key
+    fields = {k: v for k, v in zip(CELL_FIELDS, values) if v is not None}
+    return Cell(**fields).key
 
 
 def load_frame(paths: Iterable[Path | str]) -> pd.DataFrame:
