@@ -22,7 +22,12 @@ __version__ = "0.1.0"
 #: 1: the first contract. 2: ``fine_tune`` calls ``meter.end_epoch(model)`` after each epoch
 #: (the host requires it from version-2 adapters and measures time-to-accuracy with it), and
 #: ``meter.step`` yields a ``sync`` flag (version-1 adapters ignore it and stay correct).
-CONTRACT_VERSION = 2
+#: 3: models declare their inputs (``ModelSpec.inputs``, :class:`zoo.models.inputs.InputSpec`)
+#: and each parameter's role (``ParamSpec.role``; layouts convert by role); ``TrainData`` and
+#: ``EvalData`` carry named inputs (a single-input model's batches are still plain arrays);
+#: ``load_pretrained`` also receives ``inputs``, but only adapters declaring 3 or later get it
+#: (:func:`zoo.contract.load_kwargs`), so version-2 adapters run unchanged on image models.
+CONTRACT_VERSION = 3
 
 #: Marker for hook implementations, e.g. ``@hookimpl def zoo_frameworks(): ...``.
 hookimpl = pluggy.HookimplMarker("zoo")

@@ -5,7 +5,8 @@ calls one adapter's methods in this order::
 
     prepare(runtime)                        # before anything touches the framework's runtime
     info()                                  # versions and devices, recorded with the result
-    model = load_pretrained(spec, weights, input_shape, num_classes, device, precision, freeze)
+    model = load_pretrained(spec, weights, input_shape, num_classes, device, precision, freeze,
+                            inputs)         # inputs: only to adapters of contract version >= 3
     result = fine_tune(model, train_data, config, meter)   # -> FineTuneResult(model, losses)
     logits = evaluate(result.model, eval_data, meter)      # called several times
     weights = export_weights(result.model)
@@ -20,8 +21,28 @@ Division of labour, so every framework is measured the same way:
   step must be finished when the adapter leaves ``with meter.step(n):`` (for example
   ``torch.cuda.synchronize()``, ``jax.block_until_ready``, or reading a value back to NumPy).
 
-Canonical weights (design section 3): NumPy float32 arrays keyed by canonical parameter names;
-dense kernels ``[in, out]``, conv kernels ``[kh, kw, in, out]`` (HWIO), images NHWC.
+Canonical weights (design section 3): NumPy float32 arrays keyed by canonical parameter names,
+each in the layout of its *role* (``ParamSpec.role``, :mod:`zoo.models.params`): dense kernels
+``[in, out]``, conv kernels ``[kh, kw, in, out]`` (HWIO), depthwise kernels ``[kh, kw, C, mult]``,
+embedding tables ``[rows, dim]``, vectors as they are. Convert layouts by role, never by array
+rank or name suffix (an embedding table is 2-D and must not be transposed like a dense kernel).
+
+Inputs (design: "inputs are declared, not assumed"): a model declares what it consumes,
+``spec.inputs(input_shape)``, a tuple of :class:`~zoo.models.inputs.InputSpec` (name, shape
+without the batch dimension, kind, dtype): ``image`` (NHWC float32), ``tokens`` (int32 ids),
+``mask`` (int32 attention mask), ... The data an adapter receives follow the *batch form*: a
+model with one input gets that input's array (so image models see NHWC float32 arrays, exactly
+as in contract version 2); a model with several gets a dict name -> array.
+
+Contract versions, and what the host does for an adapter declaring each (``contract_version``):
+
+* 1, 2: image models only. ``load_pretrained`` is called with the seven keywords of its
+  signature and *no* ``inputs`` keyword; an adapter of these versions is never given a model
+  whose inputs are not one image (:func:`input_support`, :func:`load_kwargs`).
+* 3: ``load_pretrained`` also receives ``inputs=spec.inputs(input_shape)``, and models of any
+  declared inputs may be planned for it (its ``supports`` decides).
+
+The host builds the keywords with :func:`load_kwargs`, which applies exactly this rule.
 
 Precision ``bf16`` means the same thing in every adapter: parameters, optimiser state, loss and
 logits stay float32; the backbone's convolutions and dense layers compute in bfloat16; the head
@@ -32,10 +53,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, ContextManager, Iterator, Mapping, Protocol, Sequence
+from typing import Any, ContextManager, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from zoo.models.inputs import InputSpec, describe, is_single_image
+from zoo.data import EvalData, TrainData  # part of the contract; defined in zoo.data
 from zoo.models.spec import ModelSpec
 
 #: Canonical weights: parameter name -> float32 array in the canonical layout.
@@ -46,6 +69,9 @@ PRECISIONS = ("fp32", "bf16")
 #: Fixed freeze policies; ``last-N`` (the head plus the last N blocks) is accepted too, see
 #: :func:`zoo.models.spec.parse_freeze`.
 FREEZE_POLICIES = ("none", "backbone")
+#: The first contract version whose ``load_pretrained`` receives ``inputs`` and whose adapters
+#: may be given models with inputs other than one image.
+INPUTS_CONTRACT = 3
 
 
 class Meter(Protocol):
@@ -58,7 +84,7 @@ class Meter(Protocol):
     timing window, so asynchronous frameworks can pipeline as they would for a user)::
 
         for x, y in data.batches():
-            with meter.step(len(x)) as sync:
+            with meter.step(len(y)) as sync:
                 loss = train_step(x, y)
                 if sync is not False:
                     block_until_done(loss)   # the adapter's own synchronisation
@@ -133,53 +159,6 @@ class FineTuneConfig:
     freeze: str = "none"  # one of FREEZE_POLICIES
 
 
-@dataclass(frozen=True)
-class TrainData:
-    """Training arrays and the exact batch order to use, decided by the host.
-
-    ``order`` holds one tuple of index arrays per epoch; every index array has the same
-    length (the batch size), so every step has the same shape.
-    """
-
-    x: np.ndarray  # float32, NHWC
-    y: np.ndarray  # int64 class ids
-    order: tuple[tuple[np.ndarray, ...], ...]
-
-    @property
-    def batch_size(self) -> int:
-        return len(self.order[0][0])
-
-    @property
-    def num_steps(self) -> int:
-        return sum(len(epoch) for epoch in self.order)
-
-    def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(x, y)`` NumPy batches in the host's order, epoch after epoch."""
-        for epoch in self.epochs():
-            yield from epoch
-
-    def epochs(self) -> Iterator[Iterator[tuple[np.ndarray, np.ndarray]]]:
-        """Yield one iterator of ``(x, y)`` batches per epoch, so the adapter can call
-        ``meter.end_epoch`` between epochs."""
-        for epoch in self.order:
-            yield ((self.x[idx], self.y[idx]) for idx in epoch)
-
-
-@dataclass(frozen=True)
-class EvalData:
-    """Inputs to run forward, in fixed-shape batches (the last one padded by the host)."""
-
-    x: np.ndarray  # float32, NHWC
-    order: tuple[np.ndarray, ...]
-
-    @property
-    def batch_size(self) -> int:
-        return len(self.order[0])
-
-    def batches(self) -> Iterator[np.ndarray]:
-        for idx in self.order:
-            yield self.x[idx]
-
 
 @dataclass
 class FineTuneResult:
@@ -244,24 +223,33 @@ class Framework(abc.ABC):
         self,
         spec: ModelSpec,
         weights: Weights,
-        input_shape: tuple[int, int, int],
+        input_shape: tuple[int, ...],
         num_classes: int,
         device: str,
         precision: str,
         freeze: str,
+        inputs: Sequence[InputSpec] | None = None,
     ) -> Any:
-        """Build ``spec`` for NHWC inputs of ``input_shape`` with ``num_classes`` outputs, load
-        ``weights`` (canonical layout, head already sized for ``num_classes`` by the host), place
-        it on ``device`` and freeze the parameters that
-        ``spec.trainable_names(freeze, input_shape, num_classes)`` excludes. The host calls this
-        with keyword arguments. Returns an opaque model handle that the other methods receive."""
+        """Build ``spec`` for a task of ``input_shape`` (an image's ``(H, W, C)``; what the spec's
+        methods take) with ``num_classes`` outputs, load ``weights`` (canonical layout by role,
+        head already sized for ``num_classes`` by the host), place it on ``device`` and freeze
+        the parameters that ``spec.trainable_names(freeze, input_shape, num_classes)`` excludes.
+        Returns an opaque model handle that the other methods receive.
+
+        The host calls this with keyword arguments (:func:`load_kwargs`). ``inputs``, the model's
+        declared inputs (``spec.inputs(input_shape)``), is passed only to adapters declaring
+        ``contract_version >= 3``; adapters of versions 1 and 2 leave it out of their signature.
+        Give it a default (``None``: compute ``spec.inputs(input_shape)``) so tests may call
+        the method without it."""
 
     @abc.abstractmethod
     def fine_tune(
         self, model: Any, data: TrainData, config: FineTuneConfig, meter: Meter
     ) -> FineTuneResult:
-        """Train on ``data.batches()`` in order with softmax cross-entropy (mean over the batch)
-        and Adam as ``config`` says, timing each step with ``meter.step`` and calling
+        """Train on ``data.batches()`` in order (``(x, y)``, ``x`` in the batch form: the array of
+        a single-input model, a dict name -> array otherwise; :meth:`TrainData.input_batches`
+        always gives dicts) with softmax cross-entropy (mean over the batch)
+        and Adam as ``config`` says, timing each step with ``meter.step(len(y))`` and calling
         ``meter.end_epoch(model)`` after each epoch (``data.order`` holds the epochs). Only the trainable
         parameters change. Each call starts a fresh optimiser. The host continues with the
         returned ``FineTuneResult.model`` only; the handle passed in may be left as it was
@@ -269,8 +257,9 @@ class Framework(abc.ABC):
 
     @abc.abstractmethod
     def evaluate(self, model: Any, data: EvalData, meter: Meter) -> np.ndarray:
-        """Run the model in inference mode on ``data.batches()``, timing each batch with
-        ``meter.step``, and return float32 logits of shape ``(len(order) * batch_size,
+        """Run the model in inference mode on ``data.batches()`` (the batch form, as in
+        :meth:`fine_tune`), timing each batch with ``meter.step(data.batch_size)``, and return
+        float32 logits of shape ``(data.num_rows, num_classes)`` = ``(len(order) * batch_size,
         num_classes)`` in batch order."""
 
     @abc.abstractmethod
@@ -283,3 +272,43 @@ class Framework(abc.ABC):
         is the cell's peak). The host measures process memory itself; return ``{}`` where the
         framework has nothing to add (CPU)."""
         return {}
+
+
+def input_support(adapter: Framework, inputs: Sequence[InputSpec]) -> Support:
+    """Whether the contract ``adapter`` declares can take a model with ``inputs`` at all (before
+    its own :meth:`Framework.supports`): adapters older than :data:`INPUTS_CONTRACT` know only a
+    single NHWC image input. The host asks this while planning, in the ``zoo`` process."""
+    if adapter.contract_version >= INPUTS_CONTRACT or is_single_image(inputs):
+        return Support.yes()
+    return Support.no(
+        f"{adapter.name} implements contract version {adapter.contract_version}, which knows only one NHWC "
+        f"image input; this model consumes {describe(inputs)}: it needs an adapter of contract version "
+        f"{INPUTS_CONTRACT} or later (upgrade the plugin)")
+
+
+def load_kwargs(
+    adapter: Framework,
+    *,
+    spec: ModelSpec,
+    weights: Weights,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    device: str,
+    precision: str,
+    freeze: str,
+    inputs: Sequence[InputSpec] | None = None,
+) -> dict[str, Any]:
+    """The keyword arguments to call ``adapter.load_pretrained(**kwargs)`` with, by the rule of
+    the module docstring: ``inputs`` (default ``spec.inputs(input_shape)``) is added only for
+    adapters declaring contract version 3 or later, so an adapter written for version 2 never
+    receives a keyword its signature lacks. Raises ``ValueError`` (saying what to upgrade) when
+    an older adapter would be handed a model whose inputs are not one image."""
+    declared = tuple(spec.inputs(tuple(input_shape)) if inputs is None else inputs)
+    support = input_support(adapter, declared)
+    if not support.ok:
+        raise ValueError(f"model {spec.name!r}: {support.reason}")
+    kwargs: dict[str, Any] = dict(spec=spec, weights=weights, input_shape=tuple(input_shape), num_classes=num_classes,
+                                  device=device, precision=precision, freeze=freeze)
+    if adapter.contract_version >= INPUTS_CONTRACT:
+        kwargs["inputs"] = declared
+    return kwargs

@@ -1,12 +1,17 @@
 """Framework-neutral model specs. The built-in zoo is :data:`BUILTIN_MODELS`:
-:data:`CORE_MODELS` (the small MLP and CNN every adapter runs) plus :data:`RESNET_MODELS`."""
+:data:`CORE_MODELS` (the small MLP and CNN every adapter runs) plus :data:`RESNET_MODELS`.
+
+A spec declares what it consumes (:class:`InputSpec`, :meth:`ModelSpec.inputs`) and what each
+parameter is for (:class:`ParamSpec` ``role``, one of :data:`ROLES`)."""
 
 from __future__ import annotations
 
 from zoo.models.cnn import CNNSpec, ConvLayer
+from zoo.models.inputs import INPUT_KINDS, InputSpec, image_input, text_inputs
 from zoo.models.mlp import MLPSpec
+from zoo.models.params import ROLES, STATE_ROLES, ParamSpec
 from zoo.models.resnet import RESNET_MODELS, ConvBN, ResidualBlock, ResNetSpec
-from zoo.models.spec import HEAD_PREFIX, ModelSpec, ParamSpec
+from zoo.models.spec import HEAD_PREFIX, ExampleShapes, ModelSpec
 
 CORE_MODELS: tuple[ModelSpec, ...] = (
     MLPSpec(name="mlp", description="2 hidden layers (128, 64), ReLU", hidden=(128, 64)),
@@ -33,6 +38,7 @@ def builtin_model(name: str) -> ModelSpec:
 
 
 __all__ = [
-    "BUILTIN_MODELS", "CNNSpec", "CORE_MODELS", "ConvBN", "ConvLayer", "HEAD_PREFIX", "MLPSpec", "ModelSpec",
-    "ParamSpec", "RESNET_MODELS", "ResNetSpec", "ResidualBlock", "builtin_model",
+    "BUILTIN_MODELS", "CNNSpec", "CORE_MODELS", "ConvBN", "ConvLayer", "ExampleShapes", "HEAD_PREFIX",
+    "INPUT_KINDS", "InputSpec", "MLPSpec", "ModelSpec", "ParamSpec", "RESNET_MODELS", "ROLES", "ResNetSpec",
+    "ResidualBlock", "STATE_ROLES", "builtin_model", "image_input", "text_inputs",
 ]

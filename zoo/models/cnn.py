@@ -1,9 +1,10 @@
 """Small convolutional net: conv layers with ReLU (explicit symmetric zero padding), global
 average pooling, dense head. Global pooling before the head keeps it free of the NHWC/NCHW
-flatten-order trap.
+flatten-order trap. One input: an NHWC float32 image (the :class:`~zoo.models.spec.ModelSpec`
+default).
 
-Canonical parameters: ``{conv.name}.kernel [kh, kw, in, out]`` (HWIO), ``{conv.name}.bias``,
-then ``head.kernel [channels, classes]``, ``head.bias``.
+Canonical parameters: ``{conv.name}.kernel [kh, kw, in, out]`` (HWIO, role ``conv_kernel``),
+``{conv.name}.bias`` (``bias``), then ``head.kernel [channels, classes]``, ``head.bias``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import ClassVar, Mapping
 
 import numpy as np
 
-from zoo.models.spec import ModelSpec, ParamSpec, conv2d_reference, dense_reference, relu
+from zoo.models.spec import ModelSpec, ParamSpec, conv2d_reference, dense_reference, head_params, relu
 
 
 @dataclass(frozen=True)
@@ -32,20 +33,19 @@ class CNNSpec(ModelSpec):
     family: ClassVar[str] = "cnn"
     convs: tuple[ConvLayer, ...] = ()
 
-    def parameters(self, input_shape: tuple[int, int, int], num_classes: int) -> list[ParamSpec]:
+    def parameters(self, input_shape: tuple[int, ...], num_classes: int) -> list[ParamSpec]:
         params = []
         channels = input_shape[2]
         for conv in self.convs:
             k = conv.kernel_size
             params += [
-                ParamSpec(f"{conv.name}.kernel", (k, k, channels, conv.out_channels)),
-                ParamSpec(f"{conv.name}.bias", (conv.out_channels,)),
+                ParamSpec(f"{conv.name}.kernel", (k, k, channels, conv.out_channels), role="conv_kernel"),
+                ParamSpec(f"{conv.name}.bias", (conv.out_channels,), role="bias"),
             ]
             channels = conv.out_channels
-        params += [ParamSpec("head.kernel", (channels, num_classes)), ParamSpec("head.bias", (num_classes,))]
-        return params
+        return params + head_params(channels, num_classes)
 
-    def forward_flops(self, input_shape: tuple[int, int, int], num_classes: int) -> int:
+    def forward_flops(self, input_shape: tuple[int, ...], num_classes: int) -> int:
         """Floating-point operations of one example's forward pass (2 per multiply-add; the
         pooling and ReLUs are not counted)."""
         h, w, c = input_shape

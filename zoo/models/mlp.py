@@ -1,7 +1,8 @@
 """Multi-layer perceptron: flatten (NHWC, row-major), hidden dense layers with ReLU, dense head.
+One input: an NHWC float32 image (the :class:`~zoo.models.spec.ModelSpec` default).
 
-Canonical parameters: ``fc{i}.kernel [in, out]``, ``fc{i}.bias [out]`` for i = 1.., then
-``head.kernel``, ``head.bias``.
+Canonical parameters: ``fc{i}.kernel [in, out]`` (role ``dense_kernel``), ``fc{i}.bias [out]``
+(``bias``) for i = 1.., then ``head.kernel``, ``head.bias``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import ClassVar, Mapping
 
 import numpy as np
 
-from zoo.models.spec import ModelSpec, ParamSpec, dense_reference, relu
+from zoo.models.spec import ModelSpec, ParamSpec, dense_reference, head_params, relu
 
 
 @dataclass(frozen=True)
@@ -20,16 +21,16 @@ class MLPSpec(ModelSpec):
     family: ClassVar[str] = "mlp"
     hidden: tuple[int, ...] = (128, 64)
 
-    def parameters(self, input_shape: tuple[int, int, int], num_classes: int) -> list[ParamSpec]:
+    def parameters(self, input_shape: tuple[int, ...], num_classes: int) -> list[ParamSpec]:
         params = []
         width = prod(input_shape)
         for i, units in enumerate(self.hidden, start=1):
-            params += [ParamSpec(f"fc{i}.kernel", (width, units)), ParamSpec(f"fc{i}.bias", (units,))]
+            params += [ParamSpec(f"fc{i}.kernel", (width, units), role="dense_kernel"),
+                       ParamSpec(f"fc{i}.bias", (units,), role="bias")]
             width = units
-        params += [ParamSpec("head.kernel", (width, num_classes)), ParamSpec("head.bias", (num_classes,))]
-        return params
+        return params + head_params(width, num_classes)
 
-    def forward_flops(self, input_shape: tuple[int, int, int], num_classes: int) -> int:
+    def forward_flops(self, input_shape: tuple[int, ...], num_classes: int) -> int:
         """Floating-point operations of one example's forward pass (2 per multiply-add)."""
         widths = [prod(input_shape), *self.hidden, num_classes]
         return sum(2 * a * b for a, b in zip(widths, widths[1:]))

@@ -20,6 +20,9 @@ zoo: conv HWIO, dense ``[in, out]``)::
     head.kernel [channels, classes]       dense head after global average pooling (torch fc)
     head.bias
 
+Roles: conv kernels ``conv_kernel``, conv biases ``bias``, BatchNorm ``.scale``/``.bias``
+``norm_scale``/``norm_bias``, ``.mean``/``.var`` ``bn_mean``/``bn_var``; the head as in every
+family (:func:`zoo.models.spec.head_params`). One input: an NHWC float32 image.
 ``.mean`` and ``.var`` are non-trainable state (``ParamSpec.trainable=False``). ``.var`` is the
 running variance used as is at inference (torch keeps an unbiased estimate while training,
 Keras and Flax a biased one: that matters only for the running update, see docs/model-zoo.md).
@@ -67,6 +70,7 @@ from zoo.models.spec import (
     batchnorm_reference,
     conv2d_reference,
     dense_reference,
+    head_params,
     maxpool2d_reference,
     relu,
 )
@@ -141,7 +145,7 @@ class ResNetSpec(ModelSpec):
         return ConvBN("conv1", "bn1", in_channels, self.stem_width, 3, 1, 1)
 
     @property
-    def stem_pool(self) -> tuple[int, int, int] | None:
+    def stem_pool(self) -> tuple[int, ...] | None:
         """``(size, stride, padding)`` of the stem's max-pool, or ``None``."""
         return (3, 2, 1) if self.stem == "imagenet" else None
 
@@ -175,27 +179,27 @@ class ResNetSpec(ModelSpec):
 
     def _conv_params(self, unit: ConvBN) -> list[ParamSpec]:
         k = unit.kernel_size
-        params = [ParamSpec(f"{unit.conv}.kernel", (k, k, unit.in_channels, unit.out_channels))]
+        params = [ParamSpec(f"{unit.conv}.kernel", (k, k, unit.in_channels, unit.out_channels), role="conv_kernel")]
         if self.conv_bias:
-            params.append(ParamSpec(f"{unit.conv}.bias", (unit.out_channels,)))
+            params.append(ParamSpec(f"{unit.conv}.bias", (unit.out_channels,), role="bias"))
         c = (unit.out_channels,)
         return params + [
-            ParamSpec(f"{unit.bn}.scale", c),
-            ParamSpec(f"{unit.bn}.bias", c),
-            ParamSpec(f"{unit.bn}.mean", c, trainable=False),
-            ParamSpec(f"{unit.bn}.var", c, trainable=False),
+            ParamSpec(f"{unit.bn}.scale", c, role="norm_scale"),
+            ParamSpec(f"{unit.bn}.bias", c, role="norm_bias"),
+            ParamSpec(f"{unit.bn}.mean", c, trainable=False, role="bn_mean"),
+            ParamSpec(f"{unit.bn}.var", c, trainable=False, role="bn_var"),
         ]
 
-    def parameters(self, input_shape: tuple[int, int, int], num_classes: int) -> list[ParamSpec]:
+    def parameters(self, input_shape: tuple[int, ...], num_classes: int) -> list[ParamSpec]:
         params = self._conv_params(self.stem_conv(input_shape[2]))
         for block in self.residual_blocks():
             for unit in block.convs:
                 params += self._conv_params(unit)
             if block.downsample is not None:
                 params += self._conv_params(block.downsample)
-        return params + [ParamSpec("head.kernel", (self.features, num_classes)), ParamSpec("head.bias", (num_classes,))]
+        return params + head_params(self.features, num_classes)
 
-    def blocks(self, input_shape: tuple[int, int, int], num_classes: int) -> list[tuple[str, tuple[str, ...]]]:
+    def blocks(self, input_shape: tuple[int, ...], num_classes: int) -> list[tuple[str, tuple[str, ...]]]:
         """The residual blocks (``layer1.0`` ... ``layer4.1``); the stem is not counted by
         ``last-N``."""
         names = [p.name for p in self.parameters(input_shape, num_classes)]
@@ -226,13 +230,13 @@ class ResNetSpec(ModelSpec):
 
     # -- cost ---------------------------------------------------------------------------------
 
-    def forward_flops(self, input_shape: tuple[int, int, int], num_classes: int) -> int:
+    def forward_flops(self, input_shape: tuple[int, ...], num_classes: int) -> int:
         """Floating-point operations of one example's forward pass: 2 per multiply-add of the
         convolutions and the head (BatchNorm, ReLU, pooling and additions are not counted),
         the convention of :mod:`zoo.models.flops`."""
         h, w, c = input_shape
 
-        def conv(unit: ConvBN, h: int, w: int) -> tuple[int, int, int]:
+        def conv(unit: ConvBN, h: int, w: int) -> tuple[int, ...]:
             oh = (h + 2 * unit.padding - unit.kernel_size) // unit.stride + 1
             ow = (w + 2 * unit.padding - unit.kernel_size) // unit.stride + 1
             return 2 * oh * ow * unit.kernel_size**2 * unit.in_channels * unit.out_channels, oh, ow

@@ -9,10 +9,14 @@ Freeze policies (:meth:`ModelSpec.trainable_names`), the same for every family:
   MLP and the CNN a block is one layer (``fc2``, ``conv3``); for a ResNet it is one residual
   block (``layer4.1``), and the stem is never part of it (use ``none`` to train the stem).
 
-Non-trainable state (BatchNorm running ``.mean`` and ``.var``, ``ParamSpec.trainable=False``)
-is never in :meth:`ModelSpec.trainable_names`. A BatchNorm layer runs in training mode during a
-fine-tune exactly when its ``.scale`` is trainable (and then updates its running statistics,
-:meth:`ModelSpec.updated_state_names`); a frozen one runs in inference mode.
+Non-trainable state (BatchNorm running statistics: roles ``bn_mean``, ``bn_var``,
+``ParamSpec.trainable=False``) is never in :meth:`ModelSpec.trainable_names`. A BatchNorm layer
+runs in training mode during a fine-tune exactly when its scale (role ``norm_scale``) is
+trainable (and then updates its running statistics, :meth:`ModelSpec.updated_state_names`); a
+frozen one runs in inference mode.
+
+What a model consumes is declared by :meth:`ModelSpec.inputs` (:mod:`zoo.models.inputs`); what
+each parameter is for, by its role (:mod:`zoo.models.params`).
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from __future__ import annotations
 import abc
 import re
 from dataclasses import dataclass
-from typing import ClassVar, Mapping
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-HEAD_PREFIX = "head."
+from zoo.models.inputs import InputSpec, image_input
+from zoo.models.params import HEAD_PREFIX, ParamSpec  # noqa: F401  (re-exported: zoo.models.spec.ParamSpec)
+
 #: Canonical suffixes of a BatchNorm layer's four arrays (the prefix names the layer).
 BATCHNORM_SUFFIXES = ("scale", "bias", "mean", "var")
 FREEZE_HELP = "none (train everything), backbone (only the new head), or last-N (the head and the last N blocks)"
@@ -32,25 +38,18 @@ _LAST_N = re.compile(r"last-([0-9]+)")
 
 
 @dataclass(frozen=True)
-class ParamSpec:
-    """One parameter in the canonical layout (see :mod:`zoo.contract`).
+class ExampleShapes:
+    """Input shapes the conformance suite (:mod:`zoo.testing`) builds its tiny inputs at:
+    ``typical`` (for images the 8x8x1 digits, so real data and checkpoints apply), ``odd`` (sizes
+    and channels that expose layout, flatten-order and padding mistakes) and ``heavy`` (enough
+    arithmetic per example to time the sync check)."""
 
-    ``trainable=False`` marks state that no optimiser touches (BatchNorm running mean and
-    variance); it is still loaded, exported and checkpointed like any parameter.
-    """
+    typical: tuple[int, ...]
+    odd: tuple[int, ...]
+    heavy: tuple[int, ...]
 
-    name: str
-    shape: tuple[int, ...]
-    trainable: bool = True
 
-    @property
-    def is_head(self) -> bool:
-        return self.name.startswith(HEAD_PREFIX)
-
-    @property
-    def layer(self) -> str:
-        """The layer the parameter belongs to: ``layer1.0.bn2.scale`` -> ``layer1.0.bn2``."""
-        return self.name.rsplit(".", 1)[0]
+IMAGE_EXAMPLES = ExampleShapes((8, 8, 1), (9, 9, 3), (32, 32, 3))
 
 
 def parse_freeze(freeze: str) -> tuple[str, int]:
@@ -71,6 +70,12 @@ class ModelSpec(abc.ABC):
     Subclasses are small frozen dataclasses, one per architecture family (``family`` is what
     a framework adapter dispatches on). The NumPy forward pass in :meth:`reference_forward`
     defines what "the same model" means: every framework's output must match it.
+
+    ``input_shape``, which every method takes, is the task's :attr:`zoo.tasks.Task.input_shape`:
+    what the model is sized by (an image's ``(H, W, C)``; for a text model e.g. ``(length,)``).
+    What the model consumes is :meth:`inputs`. The base class describes a model of one NHWC
+    float32 image (the mlp, cnn and resnet families); a family with other inputs overrides
+    :meth:`inputs` and :meth:`example_shapes`.
     """
 
     family: ClassVar[str] = ""
@@ -78,17 +83,30 @@ class ModelSpec(abc.ABC):
     description: str
 
     @abc.abstractmethod
-    def parameters(self, input_shape: tuple[int, int, int], num_classes: int) -> list[ParamSpec]:
-        """Every parameter, in a stable order, for NHWC inputs of ``input_shape``."""
+    def parameters(self, input_shape: tuple[int, ...], num_classes: int) -> list[ParamSpec]:
+        """Every parameter, in a stable order (the order :mod:`zoo.init` draws them in), each
+        with its role, for inputs of ``input_shape``."""
 
     @abc.abstractmethod
-    def reference_forward(self, weights: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-        """Logits for the NHWC batch ``x``, computed in float64 NumPy."""
+    def reference_forward(self, weights: Mapping[str, np.ndarray], x: Any) -> np.ndarray:
+        """Logits for the batch ``x``, computed in float64 NumPy. ``x`` is in the batch form of
+        :mod:`zoo.models.inputs`: the array of the model's one input (an NHWC image batch), or
+        a dict of input name -> array for a model with several inputs."""
 
-    def head_names(self, input_shape: tuple[int, int, int], num_classes: int) -> list[str]:
+    def inputs(self, input_shape: tuple[int, ...]) -> tuple[InputSpec, ...]:
+        """The inputs the model consumes for a task of ``input_shape``, in order. By default one
+        ``image`` input, NHWC float32 of ``input_shape`` = (H, W, C); a text family returns e.g.
+        ``zoo.models.inputs.text_inputs(input_shape[0], self.vocab_size)``."""
+        return (image_input(input_shape),)
+
+    def example_shapes(self) -> ExampleShapes:
+        """The input shapes the conformance suite tests the model at (:class:`ExampleShapes`)."""
+        return IMAGE_EXAMPLES
+
+    def head_names(self, input_shape: tuple[int, ...], num_classes: int) -> list[str]:
         return [p.name for p in self.parameters(input_shape, num_classes) if p.is_head]
 
-    def blocks(self, input_shape: tuple[int, int, int], num_classes: int) -> list[tuple[str, tuple[str, ...]]]:
+    def blocks(self, input_shape: tuple[int, ...], num_classes: int) -> list[tuple[str, tuple[str, ...]]]:
         """The backbone's blocks in forward order, as ``(block name, parameter names)``: what a
         ``last-N`` freeze policy counts. By default one block per layer (``fc1``, ``conv2``);
         families with larger units (ResNet: residual blocks) override it. The head is not a block."""
@@ -99,7 +117,7 @@ class ModelSpec(abc.ABC):
         return [(layer, tuple(names)) for layer, names in groups.items()]
 
     def trainable_names(
-        self, freeze: str, input_shape: tuple[int, int, int], num_classes: int
+        self, freeze: str, input_shape: tuple[int, ...], num_classes: int
     ) -> frozenset[str]:
         """The parameters a fine-tune with freeze policy ``freeze`` may change (see the module
         docstring); never non-trainable state such as BatchNorm running statistics."""
@@ -118,30 +136,28 @@ class ModelSpec(abc.ABC):
         chosen = {name for _, names in blocks[len(blocks) - n:] for name in names}
         return frozenset(p.name for p in params if p.is_head or p.name in chosen)
 
-    def state_names(self, input_shape: tuple[int, int, int], num_classes: int) -> frozenset[str]:
+    def state_names(self, input_shape: tuple[int, ...], num_classes: int) -> frozenset[str]:
         """Non-trainable state (``ParamSpec.trainable=False``), e.g. BatchNorm running statistics."""
         return frozenset(p.name for p in self.parameters(input_shape, num_classes) if not p.trainable)
 
-    def batchnorm_layers(self, input_shape: tuple[int, int, int], num_classes: int) -> list[str]:
-        """Prefixes of the BatchNorm layers (``bn1``, ``layer1.0.bn2``, ``layer1.0.downsample.bn``)."""
-        return [p.layer for p in self.parameters(input_shape, num_classes) if p.name.endswith(".mean") and not p.trainable]
+    def batchnorm_layers(self, input_shape: tuple[int, ...], num_classes: int) -> list[str]:
+        """Prefixes of the BatchNorm layers (``bn1``, ``layer1.0.bn2``, ``layer1.0.downsample.bn``):
+        the layers with a running mean (role ``bn_mean``)."""
+        return [p.layer for p in self.parameters(input_shape, num_classes) if p.role == "bn_mean"]
 
     def updated_state_names(
-        self, freeze: str, input_shape: tuple[int, int, int], num_classes: int
+        self, freeze: str, input_shape: tuple[int, ...], num_classes: int
     ) -> frozenset[str]:
         """Running statistics a fine-tune under ``freeze`` updates: those of every BatchNorm
-        layer whose ``.scale`` is trainable (that layer runs in training mode); the others
-        run in inference mode and keep their statistics."""
+        layer whose scale (role ``norm_scale``) is trainable (that layer runs in training mode);
+        the others run in inference mode and keep their statistics."""
         trainable = self.trainable_names(freeze, input_shape, num_classes)
-        return frozenset(
-            f"{layer}.{stat}"
-            for layer in self.batchnorm_layers(input_shape, num_classes)
-            if f"{layer}.scale" in trainable
-            for stat in ("mean", "var")
-        )
+        params = self.parameters(input_shape, num_classes)
+        training = {p.layer for p in params if p.role == "norm_scale" and p.name in trainable}
+        return frozenset(p.name for p in params if p.is_state and p.layer in training)
 
     def check_weights(
-        self, weights: Mapping[str, np.ndarray], input_shape: tuple[int, int, int], num_classes: int
+        self, weights: Mapping[str, np.ndarray], input_shape: tuple[int, ...], num_classes: int
     ) -> None:
         """Raise ``ValueError`` naming every missing, unexpected or mis-shaped parameter."""
         expected = {p.name: p.shape for p in self.parameters(input_shape, num_classes)}
@@ -155,6 +171,14 @@ class ModelSpec(abc.ABC):
                 problems.append(f"{name}: shape {tuple(weights[name].shape)}, expected {expected[name]}")
         if problems:
             raise ValueError(f"weights do not fit model {self.name!r}: " + "; ".join(problems))
+
+
+def head_params(features: int, num_classes: int) -> list[ParamSpec]:
+    """The classification head every family ends with: ``head.kernel [features, classes]``
+    (role ``dense_kernel``) and ``head.bias [classes]`` (``bias``); the host replaces it for
+    each task (:func:`zoo.init.with_new_head`)."""
+    return [ParamSpec("head.kernel", (features, num_classes), role="dense_kernel"),
+            ParamSpec("head.bias", (num_classes,), role="bias")]
 
 
 def dense_reference(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:

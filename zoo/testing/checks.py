@@ -16,57 +16,41 @@ from typing import Any, Mapping
 import numpy as np
 
 import zoo
+from zoo import checks as contract
 from zoo.batching import eval_order
 from zoo.contract import EvalData, FrameworkInfo, Support
 from zoo.init import init_weights
+from zoo.models.inputs import batch_form, is_single_image, rows, select
 from zoo.models.spec import ModelSpec
 from zoo.testing.context import LOGIT_TOLERANCE, Context, Failed, RecordingMeter, run_subject
-from zoo.testing.reference import DIGITS_CLASSES, DIGITS_SHAPE, digits, random_images, start_weights
+from zoo.testing.reference import check_data, random_inputs, shape_label, start_weights
 from zoo.testing.report import FAILED, NOT_APPLICABLE, SKIPPED, CheckResult
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]*$")
-#: The odd input used besides 8x8x1 digits: three channels make the flatten order matter, an odd
-#: size makes stride-2 'SAME' padding asymmetric, 7 classes make the head size matter.
-ODD_SHAPE, ODD_CLASSES = (9, 9, 3), 7
+#: Classes of the odd input (``spec.example_shapes().odd``, for images 9x9x3: three channels make
+#: the flatten order matter, an odd size makes stride-2 'SAME' padding asymmetric): 7 classes make
+#: the head size matter.
+ODD_CLASSES = 7
 
 
-# -- helpers ---------------------------------------------------------------------------------
+# -- helpers: the contract checks of zoo.checks, strict ----------------------------------------
 
 def valid_logits(out: Any, rows: int, classes: int, method: str = "evaluate") -> np.ndarray:
-    if not isinstance(out, np.ndarray):
-        raise Failed(f"{method} returned {type(out).__module__}.{type(out).__name__}, not a NumPy array: "
-                     "convert each batch's logits to NumPy inside its meter.step (that also synchronises)")
-    if out.shape != (rows, classes):
-        raise Failed(f"{method} returned logits of shape {out.shape}, expected {(rows, classes)} "
-                     "(every batch's rows, padding included, in batch order)")
-    if out.dtype != np.float32:
-        raise Failed(f"{method} returned {out.dtype} logits; return float32")
-    if not np.all(np.isfinite(out)):
-        raise Failed(f"{method} returned non-finite logits (NaN or inf)")
-    return out
+    """:func:`zoo.checks.check_logits`, strict: a float32 NumPy array of the right shape."""
+    return contract.check_logits(out, rows, classes, "", method=method, strict=True)
 
 
-def evaluate(ctx: Context, model: Any, x: np.ndarray, batch_size: int, classes: int,
+def evaluate(ctx: Context, model: Any, x: Any, batch_size: int, classes: int,
              meter: RecordingMeter | None = None) -> np.ndarray:
-    data = EvalData(x, eval_order(len(x), batch_size))
+    """``evaluate`` on ``x`` (the batch form: an array, or a dict of arrays) in batches."""
+    data = EvalData(x, eval_order(rows(x), batch_size))
     out = ctx.call("evaluate", model, data, meter if meter is not None else RecordingMeter())
-    return valid_logits(out, len(data.order) * batch_size, classes)
+    return valid_logits(out, data.num_rows, classes)
 
 
-def export(ctx: Context, spec: ModelSpec, model: Any, shape: tuple[int, int, int],
+def export(ctx: Context, spec: ModelSpec, model: Any, shape: tuple[int, ...],
            classes: int) -> dict[str, np.ndarray]:
-    out = ctx.call("export_weights", model)
-    if not isinstance(out, Mapping):
-        raise Failed(f"export_weights returned {type(out).__name__}, expected a dict of NumPy arrays")
-    try:
-        spec.check_weights(out, shape, classes)
-    except ValueError as exc:
-        raise Failed(f"export_weights: {exc}") from None
-    for name, value in out.items():
-        if not isinstance(value, np.ndarray) or value.dtype != np.float32:
-            raise Failed(f"export_weights returned {name} as {type(value).__name__} "
-                         f"{getattr(value, 'dtype', '')}; return float32 NumPy arrays in the canonical layout")
-    return dict(out)
+    return contract.check_exported_weights(spec, ctx.call("export_weights", model), shape, classes, strict=True)
 
 
 def max_error(logits: np.ndarray, reference: np.ndarray) -> float:
@@ -74,15 +58,7 @@ def max_error(logits: np.ndarray, reference: np.ndarray) -> float:
 
 
 def check_losses(losses: Any, steps: int) -> np.ndarray:
-    try:
-        arr = np.asarray([float(v) for v in losses], dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise Failed(f"FineTuneResult.losses must be one number per step ({exc})") from None
-    if len(arr) != steps:
-        raise Failed(f"fine_tune returned {len(arr)} losses for {steps} steps: return the loss of every step")
-    if not np.all(np.isfinite(arr)):
-        raise Failed("fine_tune returned non-finite losses (NaN or inf)")
-    return arr
+    return contract.check_losses(losses, steps)
 
 
 def needs_load(ctx: Context, check: str, spec: ModelSpec) -> CheckResult | None:
@@ -193,25 +169,31 @@ def check_load(ctx: Context) -> list[CheckResult]:
 
 def _load_matches_reference(ctx: Context, spec: ModelSpec) -> str:
     weights, source = start_weights(spec, ctx.seed)
-    x = digits().x_test[:128]
-    logits = evaluate(ctx, ctx.load(spec, weights, DIGITS_SHAPE, DIGITS_CLASSES), x, 64, DIGITS_CLASSES)
-    err = max_error(logits[: len(x)], spec.reference_forward(weights, x))
+    checked = check_data(spec)
+    x = select(batch_form(checked.data.test_inputs), slice(0, 128))
+    logits = evaluate(ctx, ctx.load(spec, weights, checked.input_shape, checked.classes), x, 64, checked.classes)
+    err = max_error(logits[: rows(x)], spec.reference_forward(weights, x))
 
-    odd = init_weights(spec, ODD_SHAPE, ODD_CLASSES, seed=ctx.seed + 3)
-    x_odd = random_images(10, ODD_SHAPE, seed=ctx.seed + 4)
-    logits_odd = evaluate(ctx, ctx.load(spec, odd, ODD_SHAPE, ODD_CLASSES), x_odd, 4, ODD_CLASSES)
-    err_odd = max_error(logits_odd[: len(x_odd)], spec.reference_forward(odd, x_odd))
+    odd_shape = spec.example_shapes().odd
+    odd = init_weights(spec, odd_shape, ODD_CLASSES, seed=ctx.seed + 3)
+    x_odd = batch_form(random_inputs(spec.inputs(odd_shape), 10, seed=ctx.seed + 4))
+    logits_odd = evaluate(ctx, ctx.load(spec, odd, odd_shape, ODD_CLASSES), x_odd, 4, ODD_CLASSES)
+    err_odd = max_error(logits_odd[: rows(x_odd)], spec.reference_forward(odd, x_odd))
 
-    found = (f"max |logit - reference| {err:.1e} on {len(x)} digits 8x8x1 ({source}) and {err_odd:.1e} on "
-             f"random 9x9x3 inputs with {ODD_CLASSES} classes (tolerance {LOGIT_TOLERANCE:g})")
+    typical, other = shape_label(checked.input_shape), shape_label(odd_shape)
+    found = (f"max |logit - reference| {err:.1e} on {rows(x)} {checked.label} ({source}) and {err_odd:.1e} on "
+             f"random {other} inputs with {ODD_CLASSES} classes (tolerance {LOGIT_TOLERANCE:g})")
+    image = is_single_image(spec.inputs(odd_shape))
     if err > LOGIT_TOLERANCE and err_odd > LOGIT_TOLERANCE:
-        raise Failed(f"{found}: convert the canonical layout at load (dense kernels [in, out], conv kernels "
-                     "HWIO [kh, kw, in, out], images NHWC) and build the model exactly as the spec's "
-                     "reference_forward computes it")
+        layouts = "images NHWC" if image else "embedding tables [rows, dim] as they are"
+        raise Failed(f"{found}: convert the canonical layout at load by each parameter's role (dense kernels "
+                     f"[in, out], conv kernels HWIO [kh, kw, in, out], {layouts}) and build the model exactly as "
+                     "the spec's reference_forward computes it")
     if err_odd > LOGIT_TOLERANCE:
-        raise Failed(f"{found}: 8x8x1 matches but 9x9x3 does not; flatten NHWC row-major (as "
-                     "reference_forward does), pad convolutions explicitly and symmetrically (stride-2 "
-                     "'SAME' pads asymmetrically on odd sizes), size the head from num_classes")
+        hint = ("flatten NHWC row-major (as reference_forward does), pad convolutions explicitly and "
+                "symmetrically (stride-2 'SAME' pads asymmetrically on odd sizes), size the head from "
+                "num_classes") if image else "size every layer from input_shape and the head from num_classes"
+        raise Failed(f"{found}: {typical} matches but {other} does not; {hint}")
     if err > LOGIT_TOLERANCE:
         raise Failed(f"{found}: random weights match but the checkpoint does not; load every parameter "
                      "from `weights`, including the new head")
@@ -229,21 +211,24 @@ def check_evaluate(ctx: Context) -> list[CheckResult]:
 
 def _evaluate_contract(ctx: Context, spec: ModelSpec) -> str:
     weights, _ = start_weights(spec, ctx.seed)
-    model = ctx.load(spec, weights, DIGITS_SHAPE, DIGITS_CLASSES)
-    x = digits().x_test[:100]
+    checked = check_data(spec)
+    classes = checked.classes
+    model = ctx.load(spec, weights, checked.input_shape, classes)
+    x = select(batch_form(checked.data.test_inputs), slice(0, 100))
     meter = RecordingMeter()
-    first = evaluate(ctx, model, x, 64, DIGITS_CLASSES, meter)  # the load check's batch shape
+    first = evaluate(ctx, model, x, 64, classes, meter)  # the load check's batch shape
     meter.expect("evaluate", 2, [64, 64])
-    again = evaluate(ctx, model, x, 64, DIGITS_CLASSES)
+    again = evaluate(ctx, model, x, 64, classes)
     if (diff := max_error(again, first)) > 1e-6:
         raise Failed(f"two evaluate calls on the same model differ by {diff:.1e}: evaluate must not change the "
                      "model (inference mode: no dropout, no batch-statistics updates)")
     meter = RecordingMeter()
-    single = evaluate(ctx, model, x[:3], 1, DIGITS_CLASSES, meter)
+    single = evaluate(ctx, model, select(x, slice(0, 3)), 1, classes, meter)
     meter.expect("evaluate with batch size 1", 3, [1, 1, 1])
     if (diff := max_error(single, first[:3])) > LOGIT_TOLERANCE:
         raise Failed(f"batch size 1 gives logits {diff:.1e} away from batch size 64 (the latency phase uses 1)")
-    return "2 batches of 64 -> (128, 10) float32, one meter.step per batch; repeatable; batch size 1 agrees"
+    return (f"2 batches of 64 -> (128, {classes}) float32, one meter.step per batch; repeatable; batch size 1 "
+            "agrees")
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -256,17 +241,18 @@ def check_export(ctx: Context) -> list[CheckResult]:
 
 
 def _export_round_trip(ctx: Context, spec: ModelSpec) -> str:
-    checked = []
-    for shape, classes in ((DIGITS_SHAPE, DIGITS_CLASSES), (ODD_SHAPE, ODD_CLASSES)):
+    checked, shapes = [], spec.example_shapes()
+    for shape, classes in ((check_data(spec).input_shape, check_data(spec).classes), (shapes.odd, ODD_CLASSES)):
         weights = init_weights(spec, shape, classes, seed=ctx.seed + 5)
         exported = export(ctx, spec, ctx.load(spec, weights, shape, classes), shape, classes)
         worst = max(weights, key=lambda k: float(np.abs(exported[k] - weights[k]).max()))
         if (diff := float(np.abs(exported[worst] - weights[worst]).max())) > 1e-6:
             raise Failed(f"export_weights(load_pretrained(w)) differs from w by {diff:.1e} in {worst} "
-                         f"({'x'.join(map(str, shape))} inputs): export must undo the load conversion exactly "
-                         "(dense [in, out], conv HWIO)")
-        checked.append(len(weights))
-    return f"export_weights(load_pretrained(w)) == w for all {checked[0]} parameters (8x8x1 and 9x9x3)"
+                         f"({shape_label(shape)} inputs): export must undo the load conversion exactly "
+                         "(by role: dense [in, out], conv HWIO, embeddings as they are)")
+        checked.append((len(weights), shape_label(shape)))
+    return (f"export_weights(load_pretrained(w)) == w for all {checked[0][0]} parameters "
+            f"({checked[0][1]} and {checked[1][1]})")
 
 
 # -- memory ----------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from zoo.contract import Framework, Runtime
+from zoo.checks import ContractViolation, check_step_count
+from zoo.contract import Framework, Runtime, input_support, load_kwargs
 from zoo.models.spec import ModelSpec
 from zoo.testing.report import FAILED, NOT_IMPLEMENTED, PASSED, CheckResult
 
@@ -19,8 +20,15 @@ from zoo.testing.report import FAILED, NOT_IMPLEMENTED, PASSED, CheckResult
 LOGIT_TOLERANCE = 1e-4
 
 
-class Failed(Exception):
-    """A check found the adapter breaking the contract; the message says how and what to do."""
+class Failed(ContractViolation):
+    """A check found the adapter breaking the contract; the message says how and what to do.
+    The checks of :mod:`zoo.checks` raise its base, :class:`~zoo.checks.ContractViolation`,
+    whose ``hint`` the result's message appends."""
+
+
+def violation_message(exc: ContractViolation) -> str:
+    """A violation's message, with its hint on what to do when it has one."""
+    return f"{exc}: {exc.hint}" if exc.hint else str(exc)
 
 
 class NotImplementedYet(Exception):
@@ -88,12 +96,11 @@ class RecordingMeter:
         if self.nested:
             raise Failed(f"{method} opened meter.step inside another meter.step ({self.nested}x); "
                          "time each step once, with nothing nested")
-        if len(self.durations_s) != steps:
-            raise Failed(f"{method} timed {len(self.durations_s)} steps with meter.step, expected {steps}: "
-                         "wrap each step (one batch) in `with meter.step(len(x)):`")
+        check_step_count(len(self.durations_s), steps, method)
         if list(self.samples) != list(samples):
             raise Failed(f"{method} reported samples {self.samples[:6]}... to meter.step, expected "
-                         f"{list(samples)[:6]}...: pass the batch's number of examples, `meter.step(len(x))`")
+                         f"{list(samples)[:6]}...: pass the batch's number of examples, `meter.step(len(y))` "
+                         "(or data.batch_size)")
 
 
 @dataclass
@@ -138,18 +145,20 @@ class Context:
         """``(spec, reason)`` for every zoo model; reason is "" when the adapter supports it."""
         out = []
         for spec in self.models:
-            support = self.adapter.supports(spec, self.device, self.precision)
+            support = input_support(self.adapter, spec.inputs(spec.example_shapes().typical))
+            if support.ok:
+                support = self.adapter.supports(spec, self.device, self.precision)
             out.append((spec, "" if support.ok else (support.reason or "unsupported")))
         return out
 
-    def load(self, spec: ModelSpec, weights: dict[str, np.ndarray], input_shape: tuple[int, int, int],
+    def load(self, spec: ModelSpec, weights: dict[str, np.ndarray], input_shape: tuple[int, ...],
              num_classes: int, freeze: str = "none") -> Any:
-        """``load_pretrained`` exactly as the worker calls it (keyword arguments)."""
+        """``load_pretrained`` exactly as the worker calls it: keyword arguments from
+        :func:`zoo.contract.load_kwargs` (``inputs`` only for contract version 3 or later)."""
         try:
-            return self.call(
-                "load_pretrained", spec=spec, weights=weights, input_shape=tuple(input_shape),
-                num_classes=num_classes, device=self.device, precision=self.precision, freeze=freeze,
-            )
+            return self.call("load_pretrained", **load_kwargs(
+                self.adapter, spec=spec, weights=weights, input_shape=tuple(input_shape), num_classes=num_classes,
+                device=self.device, precision=self.precision, freeze=freeze))
         except Exception:
             self.load_failed.add(spec.name)
             raise
@@ -161,8 +170,8 @@ def run_subject(ctx: Context, check: str, subject: str, body: Callable[[], str])
     becomes "not implemented yet", any other exception a failure naming the adapter method."""
     try:
         return CheckResult(check, subject, PASSED, body())
-    except Failed as exc:
-        return CheckResult(check, subject, FAILED, str(exc))
+    except ContractViolation as exc:  # Failed, or a zoo.checks function
+        return CheckResult(check, subject, FAILED, violation_message(exc))
     except NotImplementedYet as exc:
         why = f": {exc.message}" if exc.message else ""
         return CheckResult(check, subject, NOT_IMPLEMENTED,

@@ -9,9 +9,13 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from zoo.contract import Framework
+from zoo.contract import Framework, input_support
+from zoo.threads import thread_env as zoo_thread_env
 from zoo.models import BUILTIN_MODELS, ModelSpec
-from zoo.testing import checks, discovery, sync, training
+import zoo.testing.checks as checks
+import zoo.testing.discovery as discovery
+import zoo.testing.sync as sync
+import zoo.testing.training as training
 from zoo.testing.context import Context, run_subject
 from zoo.testing.report import FAILED, PASSED, SKIPPED, CheckResult, ConformanceReport
 
@@ -56,7 +60,7 @@ def run_conformance(
     framework: str | Framework,
     *,
     checks: Sequence[str] = CHECKS,
-    models: Sequence[str] = (),
+    models: Sequence[str | ModelSpec] = (),
     device: str = "cpu",
     threads: int | None = None,
     seed: int = 0,
@@ -68,9 +72,10 @@ def run_conformance(
         ``zoo bench`` finds it; or a :class:`~zoo.contract.Framework` instance, to test an adapter
         before it is packaged (the discovery checks are then skipped).
     :param checks: which of :data:`CHECKS` to run (default: all).
-    :param models: the zoo models to check (default: :data:`CORE_MODELS` and the models the
-        plugin's own distribution registers; if the adapter supports none of them, the smallest
-        model it supports).
+    :param models: the zoo models to check, by name (default: :data:`CORE_MODELS` and the models
+        the plugin's own distribution registers; if the adapter supports none of them, the
+        smallest model it supports); a :class:`~zoo.models.ModelSpec` object is checked as it is,
+        registered or not (e.g. a new model family, before its plugin exists).
     :param device: ``"cpu"`` or ``"gpu"``.
     :param threads: the runtime's intra-op thread count (default 1: the checks are about
         correctness, and one thread keeps them quick and steady on a busy machine).
@@ -99,13 +104,16 @@ def run_conformance(
             report.results += [CheckResult(c, "", SKIPPED, "needs discovery") for c in order if c != "discovery"]
             return report
         adapter, specs, module, own = found.adapter, found.models, found.module, found.own_models
-    ctx = Context(adapter, choose_models(adapter, specs, models, own, device), device=device,
+    given = {m.name: m for m in models if isinstance(m, ModelSpec)}
+    specs = [s for s in specs if s.name not in given] + list(given.values())
+    names = [m.name if isinstance(m, ModelSpec) else m for m in models]
+    ctx = Context(adapter, choose_models(adapter, specs, names, own, device), device=device,
                   threads=threads or 1, seed=seed)
     report.models = [s.name for s in ctx.models]
 
     if module and "lazy-import" in order:
         report.results += discovery.check_lazy_import(ctx, module)
-    thread_env = {k: str(ctx.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    thread_env = zoo_thread_env(ctx.threads)
     try:
         env = {**thread_env, **adapter.subprocess_env(ctx.runtime)}
     except Exception:
@@ -144,12 +152,14 @@ def choose_models(adapter: Framework, specs: Sequence[ModelSpec], names: Sequenc
     if any(_supports(adapter, s, device) for s in chosen):
         return chosen
     supported = [s for s in specs if _supports(adapter, s, device)]
-    size = lambda s: sum(int(np.prod(p.shape)) for p in s.parameters((8, 8, 1), 10))  # noqa: E731
+    size = lambda s: sum(int(np.prod(p.shape)) for p in s.parameters(s.example_shapes().typical, 10))  # noqa: E731
     return [min(supported, key=size)] if supported else chosen
 
 
 def _supports(adapter: Framework, spec: ModelSpec, device: str) -> bool:
     try:
+        if not input_support(adapter, spec.inputs(spec.example_shapes().typical)).ok:
+            return False  # an adapter older than contract 3 is never given a non-image model
         return bool(adapter.supports(spec, device, "fp32").ok)
     except Exception:  # the plan check reports it
         return False

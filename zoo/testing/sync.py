@@ -24,16 +24,19 @@ import numpy as np
 from zoo.batching import eval_order, train_order
 from zoo.contract import EvalData, FineTuneConfig, TrainData
 from zoo.init import init_weights
+from zoo.models.inputs import batch_form
 from zoo.models.spec import ModelSpec
 from zoo.testing.context import Context, Failed, RecordingMeter, run_subject
-from zoo.testing.reference import random_images
+from zoo.testing.reference import random_inputs, shape_label
 from zoo.testing.report import NOT_APPLICABLE, SKIPPED, CheckResult
 
 #: Steps must account for at least this share of the call's wall time.
 MIN_STEP_SHARE = 0.5
 #: Work per call is grown (batch size x8) until one call takes at least this long.
 MIN_CALL_S = 0.05
-SHAPE, CLASSES, BATCHES = (32, 32, 3), 10, 4
+#: Classes and batches per call; the input shape is the model's ``example_shapes().heavy``
+#: (32x32x3 for image models).
+CLASSES, BATCHES = 10, 4
 BATCH_SIZES = (8, 64, 512)
 TIMED_CALLS = 3
 
@@ -71,7 +74,7 @@ def step_share(call: Callable[[RecordingMeter], Any],
     return (meter.total_s / wall if wall > 0 else 1.0), wall, meter
 
 
-def _measure(make_call: Callable[[int], tuple[Callable, Callable, int]], what: str) -> str:
+def _measure(make_call: Callable[[int], tuple[Callable, Callable, int]], what: str, shape: tuple[int, ...]) -> str:
     """Grow the batch until a call is long enough, then keep the best share of a few calls."""
     for batch in BATCH_SIZES:
         call, finish, steps = make_call(batch)
@@ -85,34 +88,41 @@ def _measure(make_call: Callable[[int], tuple[Callable, Callable, int]], what: s
         shares.append(step_share(call, finish)[0])
     best = max(shares)
     found = (f"timed steps cover {100 * best:.0f}% of the {wall * 1e3:.0f} ms {what} took "
-             f"({steps} batches of {batch} at {'x'.join(map(str, SHAPE))}; threshold {100 * MIN_STEP_SHARE:.0f}%)")
+             f"({steps} batches of {batch} at {shape_label(shape)}; threshold {100 * MIN_STEP_SHARE:.0f}%)")
     if best < MIN_STEP_SHARE:
         raise Failed(f"{found}: the steps end before the work they time, so throughput would be overstated; "
                      + SYNC_HINT)
     return found
 
 
+def heavy_inputs(spec: ModelSpec, n: int, seed: int) -> Any:
+    """``n`` random examples of the model's declared inputs at its heavy shape, in the batch form."""
+    return batch_form(random_inputs(spec.inputs(spec.example_shapes().heavy), n, seed=seed))
+
+
 def _evaluate_share(ctx: Context, spec: ModelSpec) -> str:
-    weights = init_weights(spec, SHAPE, CLASSES, seed=ctx.seed)
-    model = ctx.load(spec, weights, SHAPE, CLASSES)
+    shape = spec.example_shapes().heavy
+    weights = init_weights(spec, shape, CLASSES, seed=ctx.seed)
+    model = ctx.load(spec, weights, shape, CLASSES)
 
     def make_call(batch: int):
-        data = EvalData(random_images(batch * BATCHES, SHAPE, seed=ctx.seed), eval_order(batch * BATCHES, batch))
+        data = EvalData(heavy_inputs(spec, batch * BATCHES, ctx.seed), eval_order(batch * BATCHES, batch))
         return (lambda meter: ctx.call("evaluate", model, data, meter)), np.asarray, BATCHES
 
-    return _measure(make_call, "evaluate")
+    return _measure(make_call, "evaluate", shape)
 
 
 def _fine_tune_share(ctx: Context, spec: ModelSpec) -> str:
-    weights = init_weights(spec, SHAPE, CLASSES, seed=ctx.seed)
+    shape = spec.example_shapes().heavy
+    weights = init_weights(spec, shape, CLASSES, seed=ctx.seed)
     config = FineTuneConfig(learning_rate=1e-3, weight_decay=1e-2)
 
     def make_call(batch: int):
         n = batch * BATCHES
         rng = np.random.default_rng(ctx.seed)
-        data = TrainData(random_images(n, SHAPE, seed=ctx.seed), rng.integers(0, CLASSES, n).astype(np.int64),
+        data = TrainData(heavy_inputs(spec, n, ctx.seed), rng.integers(0, CLASSES, n).astype(np.int64),
                          train_order(n, batch, epochs=1, seed=ctx.seed))
-        model = ctx.load(spec, weights, SHAPE, CLASSES)
+        model = ctx.load(spec, weights, shape, CLASSES)
 
         def finish(result: Any) -> None:  # everything the host reads back: losses and weights
             [float(v) for v in result.losses]
@@ -120,4 +130,4 @@ def _fine_tune_share(ctx: Context, spec: ModelSpec) -> str:
 
         return (lambda meter: ctx.call("fine_tune", model, data, config, meter)), finish, BATCHES
 
-    return _measure(make_call, "fine_tune")
+    return _measure(make_call, "fine_tune", shape)

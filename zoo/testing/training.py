@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 
 from zoo.batching import train_order
+from zoo.checks import check_epoch_ends
 from zoo.contract import FineTuneConfig, FineTuneResult, Meter, TrainData
+from zoo.models.inputs import batch_form, select
 from zoo.models.spec import ModelSpec
 from zoo.testing.checks import check_losses, evaluate, export, max_error, supported_models
 from zoo.testing.context import LOGIT_TOLERANCE, Context, Failed, RecordingMeter, run_subject
-from zoo.testing.reference import (
-    DIGITS_CLASSES, DIGITS_SHAPE, digits, first_adam_step, reference_loss, sample_gradients, start_weights,
-)
+from zoo.testing.reference import check_data, first_adam_step, reference_loss, sample_gradients, start_weights
 from zoo.testing.report import NOT_APPLICABLE, CheckResult
 
 #: Whether this zoo's Meter protocol has ``end_epoch`` (adapters call it after each epoch).
@@ -25,14 +25,15 @@ STEP_BATCH = 16
 def state(spec: ModelSpec) -> frozenset[str]:
     """Non-trainable state of the model (BatchNorm running statistics), if its family has any."""
     names = getattr(spec, "state_names", None)
-    return frozenset(names(DIGITS_SHAPE, DIGITS_CLASSES)) if names else frozenset()
+    checked = check_data(spec)
+    return frozenset(names(checked.input_shape, checked.classes)) if names else frozenset()
 
 
 def updated_state(spec: ModelSpec, freeze: str) -> frozenset[str]:
     """The state a fine-tune under ``freeze`` updates (running statistics of trained BatchNorms)."""
     names = getattr(spec, "updated_state_names", None)
-    return frozenset(names(freeze, DIGITS_SHAPE, DIGITS_CLASSES)) if names else frozenset()
-
+    checked = check_data(spec)
+    return frozenset(names(freeze, checked.input_shape, checked.classes)) if names else frozenset()
 
 
 def check_fine_tune(ctx: Context) -> list[CheckResult]:
@@ -51,14 +52,16 @@ def check_fine_tune(ctx: Context) -> list[CheckResult]:
 def _one_step(ctx: Context, spec: ModelSpec, freeze: str) -> str:
     """One Adam step from the checkpoint: the loss is the reference loss of the starting weights,
     sampled entries move exactly as torch's Adam moves them, frozen parameters do not move."""
-    data = digits()
-    idx = np.sort(np.random.default_rng(ctx.seed).permutation(len(data.x_train))[:STEP_BATCH])
-    x, y = data.x_train[idx], data.y_train[idx]
+    checked = check_data(spec)
+    data, shape, classes = checked.data, checked.input_shape, checked.classes
+    x_train = batch_form(data.train_inputs)
+    idx = np.sort(np.random.default_rng(ctx.seed).permutation(len(data.y_train))[:STEP_BATCH])
+    x, y = select(x_train, idx), data.y_train[idx]
     config = FineTuneConfig(learning_rate=1e-3, weight_decay=1e-2, freeze=freeze)
     weights, source = start_weights(spec, ctx.seed)
     meter = RecordingMeter()
-    result = ctx.call("fine_tune", ctx.load(spec, weights, DIGITS_SHAPE, DIGITS_CLASSES, freeze=freeze),
-                      TrainData(data.x_train, data.y_train, ((idx,),)), config, meter)
+    result = ctx.call("fine_tune", ctx.load(spec, weights, shape, classes, freeze=freeze),
+                      TrainData(x_train, data.y_train, ((idx,),)), config, meter)
     if not isinstance(result, FineTuneResult):
         raise Failed(f"fine_tune returned {type(result).__name__}, expected zoo.contract.FineTuneResult(model, losses)")
     meter.expect("fine_tune", 1, [STEP_BATCH])
@@ -69,8 +72,8 @@ def _one_step(ctx: Context, spec: ModelSpec, freeze: str) -> str:
         raise Failed(f"the step's loss is {loss:.6f}, but the softmax cross-entropy of the starting weights on "
                      f"that batch is {ref:.6f}: return the loss computed before the update, from the logits "
                      "and integer labels, averaged over the batch")
-    after = export(ctx, spec, result.model, DIGITS_SHAPE, DIGITS_CLASSES)
-    trainable = spec.trainable_names(freeze, DIGITS_SHAPE, DIGITS_CLASSES)
+    after = export(ctx, spec, result.model, shape, classes)
+    trainable = spec.trainable_names(freeze, shape, classes)
     may_change = trainable | updated_state(spec, freeze)
     for name in sorted(set(weights) - may_change):
         if not np.array_equal(after[name], weights[name]):
@@ -91,7 +94,7 @@ def _one_step(ctx: Context, spec: ModelSpec, freeze: str) -> str:
         return (f"finite loss {loss:.4f}; {frozen}no entry moved more than the learning rate (BatchNorm runs in "
                 "training mode, so loss and step are not compared with the inference-mode reference)")
     key = ("gradients", spec.name)  # the same start and batch for every freeze policy: compute once
-    trainable_all = spec.trainable_names("none", DIGITS_SHAPE, DIGITS_CLASSES)
+    trainable_all = spec.trainable_names("none", shape, classes)
     if key not in ctx.cache:
         ctx.cache[key] = sample_gradients(spec, weights, x, y, sorted(trainable_all), seed=ctx.seed + 7)
     checked, wrong = 0, []
@@ -117,33 +120,35 @@ def _one_step(ctx: Context, spec: ModelSpec, freeze: str) -> str:
 def _schedule(ctx: Context, spec: ModelSpec) -> str:
     """Several epochs: one meter.step and one loss per step, meter.end_epoch after each epoch with
     a handle that evaluate accepts, and evaluate and export_weights agree about the trained model."""
-    data = digits()
-    n, x = 64, data.x_test[:40]
-    train = TrainData(data.x_train[:n], data.y_train[:n], train_order(n, STEP_BATCH, epochs=2, seed=ctx.seed))
+    checked = check_data(spec)
+    data, shape, classes = checked.data, checked.input_shape, checked.classes
+    n, x = 64, select(batch_form(data.test_inputs), slice(0, 40))
+    train = TrainData(select(batch_form(data.train_inputs), slice(0, n)), data.y_train[:n],
+                      train_order(n, STEP_BATCH, epochs=2, seed=ctx.seed))
     weights, _ = start_weights(spec, ctx.seed)
     at_epoch_end: list[np.ndarray] = []
     meter = RecordingMeter(
-        on_epoch_end=lambda handle: at_epoch_end.append(evaluate(ctx, handle, x, 64, DIGITS_CLASSES)))
-    result = ctx.call("fine_tune", ctx.load(spec, weights, DIGITS_SHAPE, DIGITS_CLASSES), train,
+        on_epoch_end=lambda handle: at_epoch_end.append(evaluate(ctx, handle, x, 64, classes)))
+    result = ctx.call("fine_tune", ctx.load(spec, weights, shape, classes), train,
                       FineTuneConfig(learning_rate=1e-3, weight_decay=1e-2), meter)
     meter.expect("fine_tune", train.num_steps, [STEP_BATCH] * train.num_steps)
     check_losses(result.losses, train.num_steps)
     epochs = ""
     if EPOCH_HOOK:
-        if meter.epochs_ended != len(train.order) or meter.epoch_in_step:
-            raise Failed(f"fine_tune called meter.end_epoch {meter.epochs_ended} times ({meter.epoch_in_step} inside "
-                         f"a step) for {len(train.order)} epochs: call it once after each epoch's last step, "
-                         "outside meter.step, with a model handle that evaluate accepts")
+        check_epoch_ends(meter.epochs_ended, len(train.order), contract_version=2)
+        if meter.epoch_in_step:
+            raise Failed(f"fine_tune called meter.end_epoch {meter.epoch_in_step} times inside a step: call it "
+                         "once after each epoch's last step, outside meter.step")
         epochs = ", meter.end_epoch after each"
-    after = export(ctx, spec, result.model, DIGITS_SHAPE, DIGITS_CLASSES)
+    after = export(ctx, spec, result.model, shape, classes)
     if all(np.array_equal(after[k], weights[k]) for k in weights):
         raise Failed("the weights did not change in 8 steps: return the trained model in FineTuneResult.model")
-    final = evaluate(ctx, result.model, x, 64, DIGITS_CLASSES)[: len(x)]
+    final = evaluate(ctx, result.model, x, 64, classes)[:40]
     err = max_error(final, spec.reference_forward(after, x))
     if err > LOGIT_TOLERANCE:
         raise Failed(f"after fine_tune, evaluate's logits are {err:.1e} away from the reference forward pass of "
                      "export_weights' weights: both must see the trained model")
-    if at_epoch_end and (err := max_error(at_epoch_end[-1][: len(x)], final)) > LOGIT_TOLERANCE:
+    if at_epoch_end and (err := max_error(at_epoch_end[-1][:40], final)) > LOGIT_TOLERANCE:
         raise Failed(f"evaluating the handle given to meter.end_epoch after the last epoch differs by {err:.1e} from "
                      "evaluating the returned model: pass the trained model's current handle")
     return (f"2 epochs x 4 steps: 8 meter.steps, 8 finite losses{epochs}; evaluate and export_weights agree "

@@ -6,6 +6,9 @@ costs per example.
 NumPy's BLAS threads are fixed when NumPy is imported, by the thread variables the host sets
 for every worker (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``), so
 ``prepare`` has nothing left to set.
+
+Any model's inputs: each batch reaches ``reference_forward`` as the host gives it (one array for
+a single-input model such as an image model, a dict of arrays for several inputs).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from importlib import metadata
+from typing import Sequence
 
 import numpy as np
 
@@ -28,7 +32,7 @@ from zoo.contract import (
     TrainData,
     Weights,
 )
-from zoo.models import ModelSpec
+from zoo.models import InputSpec, ModelSpec
 
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -46,7 +50,7 @@ class NumpyFramework(Framework):
     aliases = ("reference",)
     display_name = "NumPy reference"
     packages = ("numpy",)
-    contract_version = 2
+    contract_version = 3  # load_pretrained receives the model's declared inputs
     can_train = False  # inference only: the host skips fine_tune and shows training as n/a
 
     def supports(self, spec: ModelSpec, device: str, precision: str) -> Support:
@@ -71,11 +75,12 @@ class NumpyFramework(Framework):
         self,
         spec: ModelSpec,
         weights: Weights,
-        input_shape: tuple[int, int, int],
+        input_shape: tuple[int, ...],
         num_classes: int,
         device: str,
         precision: str,
         freeze: str,
+        inputs: Sequence[InputSpec] | None = None,
     ) -> NumpyModel:
         spec.check_weights(weights, input_shape, num_classes)
         # The canonical layout is NumPy's own: keep private float32 copies, nothing to convert.
@@ -86,8 +91,8 @@ class NumpyFramework(Framework):
 
     def evaluate(self, model: NumpyModel, data: EvalData, meter: Meter) -> np.ndarray:
         outputs = []
-        for x in data.batches():
-            with meter.step(len(x)):  # NumPy is synchronous: the step ends when the logits exist
+        for x in data.batches():  # an array (one input) or a dict of arrays (several)
+            with meter.step(data.batch_size):  # NumPy is synchronous: the step ends when the logits exist
                 outputs.append(model.spec.reference_forward(model.weights, x).astype(np.float32))
         return np.concatenate(outputs)
 

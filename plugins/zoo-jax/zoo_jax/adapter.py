@@ -38,7 +38,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -54,9 +54,10 @@ from zoo.contract import (
     TrainData,
     Weights,
 )
-from zoo.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
+from zoo.models import InputSpec, ModelSpec
 
-FAMILIES = (MLPSpec.family, CNNSpec.family, ResNetSpec.family)
+from zoo_jax.families import FAMILIES  # the one list of what zoo-jax builds
+
 #: Environment variables read when jax creates its backends, recorded by :meth:`JaxFramework.info`.
 ENV_KEYS = ("PJRT_NPROC", "JAX_PLATFORMS", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_FLAGS")
 PRECISIONS = ("fp32", "bf16")
@@ -83,7 +84,7 @@ class JaxFramework(Framework):
     aliases = ("flax",)
     display_name = "JAX/Flax"
     packages = ("jax", "jaxlib", "flax", "optax")
-    contract_version = 2
+    contract_version = 3
     variants = {
         "jit": "jax.jit of the train and inference steps (default)",
         "sync": "jax.jit with CPU async dispatch off: each step runs on the calling thread "
@@ -166,11 +167,12 @@ class JaxFramework(Framework):
         self,
         spec: ModelSpec,
         weights: Weights,
-        input_shape: tuple[int, int, int],
+        input_shape: tuple[int, ...],
         num_classes: int,
         device: str,
         precision: str,
         freeze: str,
+        inputs: Sequence[InputSpec] | None = None,
     ) -> JaxModel:
         import jax
 
@@ -185,7 +187,8 @@ class JaxFramework(Framework):
         # BatchNorm layers whose scale trains use batch statistics in fine_tune; the others, none.
         module = build_module(spec, num_classes, precision, frozenset(n.rsplit(".", 1)[0] for n in updated))
         jax_device = _device(device)
-        params = jax.device_put(canonical_to_flat(module, weights, input_shape), jax_device)
+        declared = tuple(spec.inputs(tuple(input_shape)) if inputs is None else inputs)
+        params = jax.device_put(canonical_to_flat(module, weights, declared), jax_device)
         return JaxModel(module, params, trainable, jax_device, updated)
 
     def fine_tune(self, model: JaxModel, data: TrainData, config: FineTuneConfig, meter: Meter) -> FineTuneResult:
@@ -209,8 +212,8 @@ class JaxFramework(Framework):
             return JaxModel(model.module, {**frozen, **params}, model.trainable, model.device, model.updated)
 
         for epoch, batches in enumerate(data.epochs(), start=1):
-            for x, y in batches:
-                with meter.step(len(x)) as sync:
+            for x, y in batches:  # x: an array, or a dict of arrays for several inputs (a pytree)
+                with meter.step(len(y)) as sync:
                     # NumPy batches go straight into the jitted step: its C++ dispatch copies them to
                     # the device of the (committed) parameters, 3-4x cheaper per call than a Python
                     # ``jax.device_put`` (which dominated the MLP's 30 us steps).
@@ -233,7 +236,7 @@ class JaxFramework(Framework):
 
         outputs = []
         for x in data.batches():
-            with meter.step(len(x)) as sync:
+            with meter.step(data.batch_size) as sync:
                 logits = forward(model.module, model.params, x)  # copied to the params' device by jit
                 if sync is not False:
                     logits.block_until_ready()

@@ -4,8 +4,9 @@ We use the classic ``flax.linen`` API: a module is a stateless description and t
 are a plain pytree passed to ``apply``, which makes the name mapping explicit and keeps the
 jitted steps pure functions of their arguments (``flax.nnx`` holds state in objects instead).
 
-Flax's layouts equal the canonical ones (dense ``[in, out]``, conv HWIO, NHWC inputs), so
-conversion only maps names: canonical ``"conv1.kernel"`` is ``params["conv1"]["kernel"]``, and a
+Flax's layouts equal the canonical ones of every role (dense ``[in, out]``, conv HWIO, an
+``nn.Embed`` table ``[rows, dim]``, NHWC inputs), so conversion copies arrays unchanged, whatever
+their rank, and only maps names: canonical ``"conv1.kernel"`` is ``params["conv1"]["kernel"]``, and a
 BatchNorm's running statistics ``"bn1.mean"``/``"bn1.var"`` are ``batch_stats["bn1"]["mean"]``/``["var"]``
 (the ResNets, :mod:`zoo_jax.resnet`). The adapter keeps parameters and statistics flat, keyed
 by canonical name, and nests them only inside :func:`apply`.
@@ -22,14 +23,16 @@ float32 in both modes. With ``float32`` no cast is added and the graph is the pl
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
+from zoo.models import CNNSpec, InputSpec, MLPSpec, ModelSpec
+from zoo.models.inputs import batch_form
+from zoo_jax.families import FAMILIES, builder
 
 FlatParams = dict[str, jax.Array]
 #: Canonical suffixes of the arrays in Flax's ``batch_stats`` collection; the rest are ``params``.
@@ -83,23 +86,25 @@ def _head(num_classes: int, features: jax.Array) -> jax.Array:
     )
 
 
+def mlp(spec: MLPSpec, num_classes: int, dtype: Any, train_bn: frozenset[str]) -> nn.Module:
+    return MLP(spec, num_classes, dtype)
+
+
+def cnn(spec: CNNSpec, num_classes: int, dtype: Any, train_bn: frozenset[str]) -> nn.Module:
+    return CNN(spec, num_classes, dtype)
+
+
 def build_module(
     spec: ModelSpec, num_classes: int, precision: str = "fp32", train_bn: frozenset[str] = frozenset()
 ) -> nn.Module:
-    """The Flax module for ``spec``; raise ``ValueError`` for a family zoo-jax cannot build.
-    ``train_bn``: the BatchNorm layers that use batch statistics in training (ResNets)."""
+    """The Flax module for ``spec``, by :data:`zoo_jax.families.FAMILIES`; ``ValueError`` for a
+    family zoo-jax cannot build. ``train_bn``: the BatchNorm layers that use batch statistics in
+    training (ResNets)."""
     if precision not in COMPUTE_DTYPES:
         raise ValueError(f"zoo-jax has no precision {precision!r}; it has {', '.join(COMPUTE_DTYPES)}")
-    dtype = COMPUTE_DTYPES[precision]
-    if isinstance(spec, MLPSpec):
-        return MLP(spec, num_classes, dtype)
-    if isinstance(spec, CNNSpec):
-        return CNN(spec, num_classes, dtype)
-    if isinstance(spec, ResNetSpec):
-        from zoo_jax.resnet import ResNet
-
-        return ResNet(spec, num_classes, dtype, frozenset(train_bn))
-    raise ValueError(f"zoo-jax cannot build model family {spec.family!r}; it builds 'mlp', 'cnn' and 'resnet'")
+    if spec.family not in FAMILIES:
+        raise ValueError(f"zoo-jax cannot build model family {spec.family!r}; it builds {', '.join(FAMILIES)}")
+    return builder(spec.family)(spec, num_classes, COMPUTE_DTYPES[precision], frozenset(train_bn))
 
 
 def _flax_path(canonical: str) -> tuple[str, str, str]:
@@ -113,17 +118,20 @@ def _flatten(collection: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return {f"{layer}.{kind}": leaf for layer, leaves in collection.items() for kind, leaf in leaves.items()}
 
 
-def flax_shapes(module: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, tuple[int, ...]]:
-    """Canonical name -> shape of every parameter and statistic the Flax module creates (no compute)."""
-    variables = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, *input_shape), jnp.float32))
+def flax_shapes(module: nn.Module, inputs: Sequence[InputSpec]) -> dict[str, tuple[int, ...]]:
+    """Canonical name -> shape of every parameter and statistic the Flax module creates for a
+    batch of the declared ``inputs`` (each of its own dtype; no compute)."""
+    x = batch_form({s.name: jnp.zeros((1, *s.shape), s.dtype) for s in inputs})
+    variables = jax.eval_shape(module.init, jax.random.key(0), x)
     return {name: tuple(leaf.shape) for collection in variables.values() for name, leaf in _flatten(collection).items()}
 
 
 def canonical_to_flat(
-    module: nn.Module, weights: Mapping[str, np.ndarray], input_shape: tuple[int, int, int]
+    module: nn.Module, weights: Mapping[str, np.ndarray], inputs: Sequence[InputSpec]
 ) -> dict[str, np.ndarray]:
-    """Check ``weights`` against the module's own parameters and return float32 copies."""
-    expected = flax_shapes(module, input_shape)
+    """Check ``weights`` against the module's own parameters (for the declared ``inputs``) and
+    return float32 copies."""
+    expected = flax_shapes(module, inputs)
     if set(expected) != set(weights):
         raise ValueError(
             f"canonical names do not match the Flax module: missing {sorted(set(expected) - set(weights))}, "
@@ -138,13 +146,14 @@ def canonical_to_flat(
     return out
 
 
-def apply(module: nn.Module, flat: Mapping[str, jax.Array], x: jax.Array) -> jax.Array:
-    """Logits of ``module`` in inference mode for the NHWC batch ``x`` with flat canonical
+def apply(module: nn.Module, flat: Mapping[str, jax.Array], x: Any) -> jax.Array:
+    """Logits of ``module`` in inference mode for the batch ``x`` (the batch form: an NHWC array
+    for an image model, a dict name -> array for several inputs) with flat canonical
     parameters (and BatchNorm running statistics)."""
     return module.apply(_nest(flat), x)
 
 
-def apply_train(module: nn.Module, flat: Mapping[str, jax.Array], x: jax.Array) -> tuple[jax.Array, FlatParams]:
+def apply_train(module: nn.Module, flat: Mapping[str, jax.Array], x: Any) -> tuple[jax.Array, FlatParams]:
     """Logits in training mode, and the running statistics after the batch (flat canonical
     names; empty for models without BatchNorm)."""
     logits, updated = module.apply(_nest(flat), x, train=True, mutable=["batch_stats"])

@@ -91,3 +91,8 @@ class ResNet(nn.Module):
             h = nn.relu(out + shortcut)
         features = h.mean(axis=(1, 2), dtype=jnp.float32)
         return nn.Dense(self.num_classes, dtype=jnp.float32, param_dtype=jnp.float32, name="head")(features)
+
+
+def resnet(spec: ResNetSpec, num_classes: int, dtype: Any, train_bn: frozenset[str]) -> nn.Module:
+    """The builder :data:`zoo_jax.adapter.FAMILIES` names for the resnet family."""
+    return ResNet(spec, num_classes, dtype, frozenset(train_bn))

@@ -15,8 +15,9 @@ and precision it was loaded with.
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -35,9 +36,22 @@ from zoo.contract import (
     TrainData,
     Weights,
 )
-from zoo.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
+from zoo.models import CNNSpec, InputSpec, MLPSpec, ModelSpec, ResNetSpec
 
-FAMILIES = (MLPSpec.family, CNNSpec.family, ResNetSpec.family)
+#: Model family -> the function that builds its Keras features, ``fn(spec, x, backbone_policy)``,
+#: as "module:function" (imported only when a model is built, so planning never imports
+#: TensorFlow). The one list of what zoo-tf builds: ``supports`` and ``load_pretrained`` read it.
+FAMILIES: Mapping[str, str] = {
+    MLPSpec.family: "zoo_tf.modules:mlp_features",
+    CNNSpec.family: "zoo_tf.modules:cnn_features",
+    ResNetSpec.family: "zoo_tf.resnet:resnet_pooled",
+}
+
+
+def builder(family: str) -> Callable[..., Any]:
+    """The feature builder of ``family``, from :data:`FAMILIES`."""
+    module, _, name = FAMILIES[family].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 #: Names TensorFlow is published under, most common first.
 TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel", "tf-nightly")
@@ -92,8 +106,10 @@ class TFModel:
     trainable: frozenset[str]  # canonical names
     variant: str = "graph"  # execution mode, one of VARIANTS
     precision: str = "fp32"  # "fp32" or "bf16" (backbone compute dtype; variables stay float32)
-    #: Traced tf.functions by purpose and batch shape, so repeated calls never retrace.
+    #: Traced tf.functions by purpose and batch size, so repeated calls never retrace.
     compiled: dict[tuple, Any] = field(default_factory=dict)
+    #: The model's declared inputs: the Keras inputs and every step signature follow them.
+    inputs: tuple[InputSpec, ...] = ()
 
 
 class TFFramework(Framework):
@@ -101,7 +117,7 @@ class TFFramework(Framework):
     aliases = ("tensorflow", "keras")
     display_name = "TensorFlow/Keras"
     packages = (installed_tensorflow() or "tensorflow", "keras")
-    contract_version = 2
+    contract_version = 3
     variants = VARIANTS
 
     def __init__(self, variant: str = "") -> None:
@@ -132,7 +148,7 @@ class TFFramework(Framework):
         return Support.yes()
 
     def prepare(self, runtime: Runtime) -> None:
-        from zoo_tf import modules
+        import zoo_tf.modules as modules
 
         self.variant = resolve_variant(runtime.variant)
         if runtime.precision not in PRECISIONS:
@@ -144,7 +160,7 @@ class TFFramework(Framework):
     def info(self) -> FrameworkInfo:
         import tensorflow as tf
 
-        from zoo_tf import modules
+        import zoo_tf.modules as modules
 
         gpus = tf.config.get_visible_devices("GPU")
         details: dict[str, Any] = {
@@ -176,45 +192,51 @@ class TFFramework(Framework):
         self,
         spec: ModelSpec,
         weights: Weights,
-        input_shape: tuple[int, int, int],
+        input_shape: tuple[int, ...],
         num_classes: int,
         device: str,
         precision: str,
         freeze: str,
+        inputs: Sequence[InputSpec] | None = None,
     ) -> TFModel:
         import tensorflow as tf
 
-        from zoo_tf import modules
+        import zoo_tf.modules as modules
 
+        if spec.family not in FAMILIES:
+            raise ValueError(f"zoo-tf cannot build model family {spec.family!r}; it builds {', '.join(FAMILIES)}")
+        input_shape = tuple(input_shape)
+        declared = tuple(spec.inputs(input_shape) if inputs is None else inputs)
         spec.check_weights(weights, input_shape, num_classes)
         tf_device = _tf_device(device)
         with tf.device(tf_device):
-            model = modules.build_model(spec, tuple(input_shape), num_classes, precision)
-            variables = modules.canonical_variables(model, spec, tuple(input_shape), num_classes)
+            model = modules.build_model(spec, declared, num_classes, precision, builder(spec.family))
+            variables = modules.canonical_variables(model, spec, input_shape, num_classes)
             modules.load_canonical(variables, weights)
-        trainable = spec.trainable_names(freeze, tuple(input_shape), num_classes)
+        trainable = spec.trainable_names(freeze, input_shape, num_classes)
         modules.set_trainable(model, variables, trainable)
-        return TFModel(model, tf_device, variables, trainable, variant=self.variant, precision=precision)
+        return TFModel(model, tf_device, variables, trainable, variant=self.variant, precision=precision,
+                       inputs=declared)
 
     def fine_tune(self, model: TFModel, data: TrainData, config: FineTuneConfig, meter: Meter) -> FineTuneResult:
         import tensorflow as tf
 
-        from zoo_tf.training import TorchAdam, make_train_step
+        from zoo_tf.training import TorchAdam, input_signature, make_train_step
 
-        batch_shape = (data.batch_size, *data.x.shape[1:])
-        key = ("train", batch_shape, config)
+        key = ("train", data.batch_size, config)
         with tf.device(model.device):
             if key not in model.compiled:
                 params = [v.value for name, v in model.variables.items() if name in model.trainable]
                 optimizer = TorchAdam(params, config)
-                model.compiled[key] = (make_train_step(model.model, optimizer, batch_shape, model.variant), optimizer)
+                signature = input_signature(model.inputs, data.batch_size)
+                model.compiled[key] = (make_train_step(model.model, optimizer, signature, model.variant), optimizer)
             step, optimizer = model.compiled[key]
             optimizer.reset()  # every fine-tune starts a fresh Adam, as in torch
         losses = []
         for epoch in data.epochs():
             with tf.device(model.device):
                 for x, y in epoch:
-                    with meter.step(len(x)) as sync:
+                    with meter.step(len(y)) as sync:
                         loss = step(x, y.astype(np.int64, copy=False))
                         if sync is not False:
                             loss.numpy()  # the copy to host waits for the update
@@ -225,17 +247,17 @@ class TFFramework(Framework):
     def evaluate(self, model: TFModel, data: EvalData, meter: Meter) -> np.ndarray:
         import tensorflow as tf
 
-        from zoo_tf.training import make_forward
+        from zoo_tf.training import input_signature, make_forward
 
-        batch_shape = (data.batch_size, *data.x.shape[1:])
-        key = ("forward", batch_shape)
+        key = ("forward", data.batch_size)
         outputs = []
         with tf.device(model.device):
             if key not in model.compiled:
-                model.compiled[key] = make_forward(model.model, batch_shape, model.variant)
+                model.compiled[key] = make_forward(model.model, input_signature(model.inputs, data.batch_size),
+                                                   model.variant)
             forward = model.compiled[key]
             for x in data.batches():
-                with meter.step(len(x)) as sync:
+                with meter.step(data.batch_size) as sync:
                     logits = forward(x)
                     if sync is not False:
                         logits = logits.numpy()  # the copy to host synchronises
@@ -243,7 +265,7 @@ class TFFramework(Framework):
         return np.concatenate([np.asarray(o, dtype=np.float32) for o in outputs])
 
     def export_weights(self, model: TFModel) -> dict[str, np.ndarray]:
-        from zoo_tf import modules
+        import zoo_tf.modules as modules
 
         return modules.export_canonical(model.variables)
 

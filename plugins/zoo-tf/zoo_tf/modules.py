@@ -1,12 +1,16 @@
 """Keras models for the zoo's model families, and canonical <-> Keras weight conversion.
 
-Keras already uses the canonical layout (dense kernels ``[in, out]``, conv kernels HWIO, NHWC
-images), so converting weights copies arrays unchanged. What this module makes explicit:
+Keras already uses the canonical layout of every role (dense kernels ``[in, out]``, conv kernels
+HWIO, depthwise kernels ``[kh, kw, C, mult]``, embedding tables ``[rows, dim]``, NHWC images), so
+converting weights copies arrays unchanged. What this module makes explicit:
 
-* names: canonical ``conv1.kernel`` is the ``kernel`` variable of the layer named ``conv1``
-  (``fc2.bias`` of ``fc2``, ``head.kernel`` of ``head``; a BatchNorm's ``.scale``, ``.bias``,
-  ``.mean``, ``.var`` are its ``gamma``, ``beta``, ``moving_mean``, ``moving_variance``), looked up
-  and shape-checked one by one;
+* names: canonical ``conv1.kernel`` is a variable of the layer named ``conv1``, and *which*
+  variable follows from the parameter's role (:data:`ROLE_ATTRIBUTES`: a kernel is ``kernel``, a
+  BatchNorm's scale, shift and statistics are ``gamma``, ``beta``, ``moving_mean``,
+  ``moving_variance``, an embedding table is ``embeddings``), looked up and shape-checked one by
+  one;
+* inputs: one ``keras.Input`` per declared input (:class:`zoo.models.InputSpec`), of its shape,
+  dtype and name; an image model has one, ``image``, float32 NHWC;
 * padding: each conv is ``ZeroPadding2D(p)`` then ``Conv2D(padding="valid")``. Keras's
   ``padding="same"`` pads asymmetrically when the stride is 2 (the extra row and column at the
   end), so it would not be the symmetric padding of the reference;
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 if "keras" not in sys.modules:  # the backend is chosen once, when keras is first imported
     os.environ["KERAS_BACKEND"] = "tensorflow"
@@ -36,7 +40,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
-from zoo.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec  # noqa: E402
+from zoo.models import CNNSpec, InputSpec, MLPSpec, ModelSpec  # noqa: E402
+from zoo.models.inputs import batch_form  # noqa: E402
 
 if keras.backend.backend() != "tensorflow":
     raise ImportError(
@@ -45,67 +50,64 @@ if keras.backend.backend() != "tensorflow":
     )
 
 FORMAT = "channels_last"  # NHWC, the canonical image layout
-DTYPE = "float32"  # inputs, variables, logits; the compute dtype of everything outside the backbone
+DTYPE = "float32"  # variables, logits; the compute dtype of everything outside the backbone
 #: The Keras dtype policy of the backbone's layers, by zoo precision.
 BACKBONE_POLICY = {"fp32": "float32", "bf16": "mixed_bfloat16"}
-#: canonical variable -> Keras attribute of a BatchNormalization layer.
-BATCHNORM_NAMES = {"scale": "gamma", "bias": "beta", "mean": "moving_mean", "var": "moving_variance"}
+#: parameter role -> the attribute of its Keras layer that holds it.
+ROLE_ATTRIBUTES = {
+    "dense_kernel": "kernel", "conv_kernel": "kernel", "depthwise_kernel": "kernel", "bias": "bias",
+    "embedding": "embeddings", "norm_scale": "gamma", "norm_bias": "beta", "bn_mean": "moving_mean",
+    "bn_var": "moving_variance",
+}
 #: What runs in bfloat16 at precision bf16 (where the model has it), for ``info().details``.
 BF16_OPS = ("Conv2D", "Dense (backbone)")
 
 
+def mlp_features(spec: MLPSpec, x: keras.KerasTensor, backbone: str) -> keras.KerasTensor:
+    """The MLP's hidden layers on NHWC images ``x``, flattened row-major as the reference does."""
+    h = layers.Flatten(data_format=FORMAT, dtype=DTYPE, name="flatten")(x)  # NHWC row-major
+    for i, units in enumerate(spec.hidden, start=1):
+        h = layers.Dense(units, activation="relu", dtype=backbone, name=f"fc{i}")(h)
+    return h
+
+
+def cnn_features(spec: CNNSpec, x: keras.KerasTensor, backbone: str) -> keras.KerasTensor:
+    """The CNN's convolutions (explicit symmetric padding) and its float32 global average pool."""
+    h = x
+    for conv in spec.convs:
+        if conv.padding:
+            h = layers.ZeroPadding2D(conv.padding, data_format=FORMAT, dtype=backbone, name=f"{conv.name}_pad")(h)
+        h = layers.Conv2D(conv.out_channels, conv.kernel_size, strides=conv.stride, padding="valid",
+                          data_format=FORMAT, activation="relu", dtype=backbone, name=conv.name)(h)
+    return layers.GlobalAveragePooling2D(data_format=FORMAT, dtype=DTYPE, name="pool")(h)  # float32 mean
+
+
 def build_model(
-    spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int, precision: str = "fp32"
+    spec: ModelSpec, inputs: Sequence[InputSpec], num_classes: int, precision: str,
+    features: Callable[[ModelSpec, object, str], keras.KerasTensor],
 ) -> keras.Model:
-    """A Keras functional model of ``spec`` for NHWC inputs of ``input_shape``, its backbone
-    computing at ``precision`` ("fp32" or "bf16"; the head always computes in float32)."""
+    """A Keras functional model of ``spec``: one ``keras.Input`` per declared input (of its
+    shape, dtype and name; the model takes the batch form, an array for one input, a dict for
+    several), then ``features(spec, x, backbone_policy)`` (the family's builder, from
+    :data:`zoo_tf.adapter.FAMILIES`) computing at ``precision`` ("fp32" or "bf16"), then the
+    head, which always computes in float32."""
     if precision not in BACKBONE_POLICY:
         raise ValueError(f"zoo-tf has no precision {precision!r}; choose one of {', '.join(BACKBONE_POLICY)}")
-    backbone = BACKBONE_POLICY[precision]
-    inputs = keras.Input(shape=input_shape, dtype=DTYPE, name="images")
-    if isinstance(spec, MLPSpec):
-        h = layers.Flatten(data_format=FORMAT, dtype=DTYPE, name="flatten")(inputs)  # NHWC row-major
-        for i, units in enumerate(spec.hidden, start=1):
-            h = layers.Dense(units, activation="relu", dtype=backbone, name=f"fc{i}")(h)
-    elif isinstance(spec, CNNSpec):
-        h = inputs
-        for conv in spec.convs:
-            if conv.padding:
-                h = layers.ZeroPadding2D(conv.padding, data_format=FORMAT, dtype=backbone, name=f"{conv.name}_pad")(h)
-            h = layers.Conv2D(
-                conv.out_channels,
-                conv.kernel_size,
-                strides=conv.stride,
-                padding="valid",
-                data_format=FORMAT,
-                activation="relu",
-                dtype=backbone,
-                name=conv.name,
-            )(h)
-        h = layers.GlobalAveragePooling2D(data_format=FORMAT, dtype=DTYPE, name="pool")(h)  # float32 mean
-    elif isinstance(spec, ResNetSpec):
-        from zoo_tf.resnet import resnet_features
-
-        h = resnet_features(spec, inputs, backbone)
-        h = layers.GlobalAveragePooling2D(data_format=FORMAT, dtype=DTYPE, name="avgpool")(h)  # float32 mean
-    else:
-        raise ValueError(f"zoo-tf cannot build model family {spec.family!r}")
+    x = batch_form({s.name: keras.Input(shape=s.shape, dtype=s.dtype, name=s.name) for s in inputs})
+    h = features(spec, x, BACKBONE_POLICY[precision])
     outputs = layers.Dense(num_classes, dtype=DTYPE, name="head")(h)  # float32 logits, at any precision
-    return keras.Model(inputs, outputs, name=spec.name)
+    return keras.Model(x, outputs, name=spec.name)
 
 
 def canonical_variables(
-    model: keras.Model, spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int
+    model: keras.Model, spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int
 ) -> dict[str, keras.Variable]:
     """canonical name -> Keras variable, for every parameter of ``spec``; checks that the shapes
     agree and that the model has no other weights."""
     variables = {}
     for param in spec.parameters(input_shape, num_classes):
-        layer_name, attr = param.name.rsplit(".", 1)  # "conv1.kernel" -> layer conv1, its .kernel
-        layer = model.get_layer(layer_name)
-        if isinstance(layer, layers.BatchNormalization):
-            attr = BATCHNORM_NAMES[attr]
-        variable = getattr(layer, attr)
+        layer = model.get_layer(param.layer)  # "conv1.kernel" -> the layer conv1; the role says which variable
+        variable = getattr(layer, ROLE_ATTRIBUTES[param.role])
         if tuple(variable.shape) != param.shape:
             raise ValueError(f"{param.name}: Keras has shape {tuple(variable.shape)}, expected {param.shape}")
         variables[param.name] = variable

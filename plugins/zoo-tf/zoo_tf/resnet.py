@@ -2,8 +2,8 @@
 
 Built from the spec's own layer list (``stem_conv``, ``stem_pool``, ``residual_blocks``); every
 layer is named by its canonical prefix (``layer1.0.conv1``, ``layer1.0.bn1``), so canonical
-``layer1.0.bn1.scale`` is the ``gamma`` of the layer ``layer1.0.bn1``
-(:data:`zoo_tf.modules.BATCHNORM_NAMES`).
+``layer1.0.bn1.scale`` (role ``norm_scale``) is the ``gamma`` of the layer ``layer1.0.bn1``
+(:data:`zoo_tf.modules.ROLE_ATTRIBUTES`).
 
 * Padding: ``ZeroPadding2D(p)`` then ``Conv2D(padding="valid")``, the symmetric padding of the
   reference; the stem's max-pool is ``ZeroPadding2D(1)`` then ``MaxPooling2D(3, 2)``: zeros
@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 
 from zoo.models import ConvBN, ResNetSpec
-from zoo_tf.modules import FORMAT, keras  # keras, on the TensorFlow backend
+from zoo_tf.modules import DTYPE, FORMAT, keras  # keras, on the TensorFlow backend
 
 layers, ops = keras.layers, keras.ops
 
@@ -75,3 +75,10 @@ def resnet_features(spec: ResNetSpec, inputs: keras.KerasTensor, dtype: str) -> 
         h = layers.Add(dtype=dtype, name=f"{block.name}_add")([out, shortcut])
         h = layers.ReLU(dtype=dtype, name=f"{block.name}_relu")(h)
     return h
+
+
+def resnet_pooled(spec: ResNetSpec, inputs: keras.KerasTensor, dtype: str) -> keras.KerasTensor:
+    """The backbone of ``spec`` and its float32 global average pool: the features the head sees
+    (the builder :data:`zoo_tf.adapter.FAMILIES` names for the resnet family)."""
+    h = resnet_features(spec, inputs, dtype)
+    return layers.GlobalAveragePooling2D(data_format=FORMAT, dtype=DTYPE, name="avgpool")(h)  # float32 mean

@@ -13,7 +13,7 @@ is decoupled (AdamW-style), not L2 in the gradient. So :class:`TorchAdam` writes
 with TF ops, in the order of torch's single-tensor Adam (bias corrections in float64, as torch
 computes them in Python floats).
 
-How the two functions run is the adapter's *variant* (:data:`VARIANTS`):
+How the two functions run is the adapter's *variant* (:data:`zoo_tf.adapter.VARIANTS`):
 
 * ``graph`` (default): a ``tf.function`` with an ``input_signature`` of the exact batch shape:
   traced once, never retraced (a batch of another shape is an error, not a silent recompile),
@@ -28,13 +28,40 @@ All three compute the same float32 math (the tests hold them to the NumPy refere
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import tensorflow as tf
 
 from zoo.contract import FineTuneConfig
-from zoo_tf.adapter import VARIANTS
+from zoo.models import InputSpec
+from zoo.models.inputs import batch_form
+
+#: A batch's signature in the batch form: one TensorSpec (one input) or a dict of them.
+Signature = Any
+
+
+def input_signature(inputs: Sequence[InputSpec], batch_size: int) -> Signature:
+    """The ``tf.TensorSpec`` of a batch of the declared ``inputs``, each of its declared dtype
+    (float32 images, int32 token ids and masks, ...): one spec for one input, a dict name ->
+    spec for several (the batch form of :mod:`zoo.models.inputs`)."""
+    return batch_form({s.name: tf.TensorSpec((batch_size, *s.shape), tf.as_dtype(s.dtype), name=s.name)
+                       for s in inputs})
+
+
+def to_tensors(x: Any, signature: Signature) -> Any:
+    """``x`` (an array or a dict of arrays) as tensors of ``signature``'s dtypes."""
+    if isinstance(signature, Mapping):
+        return {name: tf.convert_to_tensor(x[name], spec.dtype) for name, spec in signature.items()}
+    return tf.convert_to_tensor(x, signature.dtype)
+
+
+def _constant(signature: Signature) -> Callable[[Any], Any]:
+    """A converter of NumPy arguments to constants of ``signature`` (the fast path for one array)."""
+    if isinstance(signature, Mapping):
+        return lambda x: {name: tf.constant(x[name], spec.dtype) for name, spec in signature.items()}
+    dtype = signature.dtype
+    return lambda x: tf.constant(x, dtype)
 
 
 def compile_for(variant: str, fn: Callable[..., Any], signature: Sequence[tf.TensorSpec]) -> Callable[..., Any]:
@@ -48,8 +75,8 @@ def compile_for(variant: str, fn: Callable[..., Any], signature: Sequence[tf.Ten
     shape or dtype is refused by the conversion or the concrete function, never retraced."""
     if variant == "eager":
         return fn
-    if variant not in VARIANTS:
-        raise ValueError(f"zoo-tf has no variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    if variant not in ("graph", "xla"):  # the adapter resolved it (zoo_tf.adapter.resolve_variant)
+        raise ValueError(f"zoo-tf has no compiled variant {variant!r}")
     return Traced(tf.function(fn, input_signature=list(signature), jit_compile=variant == "xla"))
 
 
@@ -59,10 +86,10 @@ class Traced:
     def __init__(self, function: Any):
         self.function = function
         self.concrete = function.get_concrete_function()  # traces now: input_signature fixes the shapes
-        self.dtypes = [spec.dtype for spec in function.input_signature]
+        self.converters = [_constant(spec) for spec in function.input_signature]
 
     def __call__(self, *args: Any) -> Any:
-        return self.concrete(*(tf.constant(a, dtype) for a, dtype in zip(args, self.dtypes)))
+        return self.concrete(*(convert(a) for convert, a in zip(self.converters, args)))
 
     def experimental_get_tracing_count(self) -> int:
         """How many times the function was traced (1: every call used the one graph)."""
@@ -98,6 +125,8 @@ class TorchAdam:
         bc2_sqrt = tf.cast(tf.sqrt(1.0 - tf.pow(tf.constant(c.beta2, tf.float64), t)), tf.float32)
         updates = []
         for p, g, m, v in zip(self.variables, grads, self.m, self.v):
+            if isinstance(g, tf.IndexedSlices):  # an embedding lookup's gradient: dense, as torch's Adam sees it
+                g = tf.convert_to_tensor(g)
             if c.weight_decay:
                 g = g + c.weight_decay * p
             m_t = m.assign_add((1.0 - c.beta1) * (g - m))  # torch: exp_avg.lerp_(grad, 1 - beta1)
@@ -108,16 +137,18 @@ class TorchAdam:
 
 
 def make_train_step(
-    model: Any, optimizer: TorchAdam, batch_shape: tuple[int, ...], variant: str = "graph"
-) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    model: Any, optimizer: TorchAdam, signature: Signature, variant: str = "graph"
+) -> Callable[[Any, tf.Tensor], tf.Tensor]:
     """``step(x, y) -> loss``: mean softmax cross-entropy over the batch, gradients for the
     optimiser's variables only (frozen ones get none), for the Keras ``model``, one Adam update.
-    The returned loss is computed after the update ran, so reading it back means the whole step
-    finished. The loss is taken from the model's float32 logits (the head computes in float32
-    at every precision), so it is float32 too."""
+    ``signature`` (:func:`input_signature`) fixes the batch's shapes and dtypes, which are the
+    model's declared inputs', never assumed float32. The returned loss is computed after the
+    update ran, so reading it back means the whole step finished. The loss is taken from the
+    model's float32 logits (the head computes in float32 at every precision), so it is float32 too."""
+    batch_size = next(iter(signature.values())).shape[0] if isinstance(signature, Mapping) else signature.shape[0]
 
-    def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        x = tf.convert_to_tensor(x, tf.float32)  # no-ops in a graph; in eager, NumPy -> tensor
+    def step(x: Any, y: tf.Tensor) -> tf.Tensor:
+        x = to_tensors(x, signature)  # no-ops in a graph; in eager, NumPy -> tensor
         y = tf.convert_to_tensor(y, tf.int64)
         with tf.GradientTape() as tape:
             tape.watch(optimizer.variables)
@@ -129,14 +160,13 @@ def make_train_step(
         with tf.control_dependencies(optimizer.apply(grads)):
             return tf.identity(loss)
 
-    signature = [tf.TensorSpec(batch_shape, tf.float32), tf.TensorSpec(batch_shape[:1], tf.int64)]
-    return compile_for(variant, step, signature)
+    return compile_for(variant, step, [signature, tf.TensorSpec((batch_size,), tf.int64)])
 
 
-def make_forward(model: Any, batch_shape: tuple[int, ...], variant: str = "graph") -> Callable[[tf.Tensor], tf.Tensor]:
-    """``forward(x) -> logits`` (float32) in inference mode."""
+def make_forward(model: Any, signature: Signature, variant: str = "graph") -> Callable[[Any], tf.Tensor]:
+    """``forward(x) -> logits`` (float32) in inference mode, for batches of ``signature``."""
 
-    def forward(x: tf.Tensor) -> tf.Tensor:
-        return tf.cast(model(tf.convert_to_tensor(x, tf.float32), training=False), tf.float32)
+    def forward(x: Any) -> tf.Tensor:
+        return tf.cast(model(to_tensors(x, signature), training=False), tf.float32)
 
-    return compile_for(variant, forward, [tf.TensorSpec(batch_shape, tf.float32)])
+    return compile_for(variant, forward, [signature])

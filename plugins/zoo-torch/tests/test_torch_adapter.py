@@ -160,7 +160,7 @@ def test_bf16_computes_the_backbone_in_bfloat16_and_keeps_fp32_logits(fw, name):
 @pytest.mark.slow
 def test_compile_variant_matches_the_reference(tmp_path):
     """torch.compile (inductor) needs a C++ compiler; it gives the eager numbers."""
-    code = f"""
+    code = """
 import numpy as np
 from contextlib import contextmanager
 from zoo.contract import Runtime, EvalData

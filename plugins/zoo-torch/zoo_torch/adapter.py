@@ -3,9 +3,10 @@ so ``zoo --help`` and ``zoo plugins`` stay fast."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -20,9 +21,22 @@ from zoo.contract import (
     Support,
     TrainData,
 )
-from zoo.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
+from zoo.models import CNNSpec, InputSpec, MLPSpec, ModelSpec, ParamSpec, ResNetSpec
 
-FAMILIES = (MLPSpec.family, CNNSpec.family, ResNetSpec.family)
+#: Model family -> the torch module class that builds it, as "module:class" (imported only when
+#: a model is built, so planning never imports torch). The one list of what zoo-torch builds:
+#: ``supports`` and ``load_pretrained`` both read it.
+FAMILIES: Mapping[str, str] = {
+    MLPSpec.family: "zoo_torch.modules:MLP",
+    CNNSpec.family: "zoo_torch.modules:CNN",
+    ResNetSpec.family: "zoo_torch.resnet:ResNet",
+}
+
+
+def builder(family: str) -> Callable[..., Any]:
+    """The module class of ``family`` (``cls(spec, input_shape, num_classes)``), from :data:`FAMILIES`."""
+    module, _, name = FAMILIES[family].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 #: What autocast runs in bfloat16 in the zoo's modules (torch's CPU/CUDA autocast op lists);
@@ -39,6 +53,7 @@ class TorchModel:
     names: Mapping[str, str]  # canonical -> torch parameter or buffer name
     trainable: frozenset[str]  # canonical names
     forward: Any = None  # the module, or its torch.compile'd version (variant "compile")
+    params: Mapping[str, ParamSpec] = field(default_factory=dict)  # canonical name -> spec (its role)
 
 
 class TorchFramework(Framework):
@@ -46,7 +61,7 @@ class TorchFramework(Framework):
     aliases = ("pytorch",)
     display_name = "PyTorch"
     packages = ("torch",)
-    contract_version = 2
+    contract_version = 3
     variants = {
         "eager": "eager PyTorch (default)",
         "compile": "torch.compile (inductor) of the model; compilation shows up in compile_s",
@@ -95,13 +110,19 @@ class TorchFramework(Framework):
             details=details,
         )
 
-    def load_pretrained(self, spec, weights, input_shape, num_classes, device, precision, freeze) -> TorchModel:
+    def load_pretrained(self, spec: ModelSpec, weights: Mapping[str, np.ndarray], input_shape: tuple[int, ...],
+                        num_classes: int, device: str, precision: str, freeze: str,
+                        inputs: Sequence[InputSpec] | None = None) -> TorchModel:
         import torch
 
-        from zoo_torch.modules import build_module, load_canonical
+        from zoo_torch.modules import load_canonical
 
-        module = build_module(spec, input_shape, num_classes)
-        names = load_canonical(module, weights)
+        if spec.family not in FAMILIES:
+            raise ValueError(f"zoo-torch cannot build model family {spec.family!r}; it builds {', '.join(FAMILIES)}")
+        spec.check_weights(weights, input_shape, num_classes)
+        module = builder(spec.family)(spec, input_shape, num_classes)
+        specs = {p.name: p for p in spec.parameters(input_shape, num_classes)}
+        names = load_canonical(module, weights, specs)
         trainable = spec.trainable_names(freeze, input_shape, num_classes)
         params = dict(module.named_parameters())  # BatchNorm statistics are buffers: never trained
         for canonical, key in names.items():
@@ -111,7 +132,7 @@ class TorchFramework(Framework):
         torch_device = torch.device("cuda" if device == "gpu" else "cpu")
         module = module.to(torch_device)
         forward = torch.compile(module) if self.variant == "compile" else module
-        return TorchModel(module, torch_device, names, trainable, forward)
+        return TorchModel(module, torch_device, names, trainable, forward, specs)
 
     def fine_tune(self, model: TorchModel, data: TrainData, config: FineTuneConfig, meter: Meter) -> FineTuneResult:
         import torch
@@ -132,8 +153,8 @@ class TorchFramework(Framework):
         losses = []
         for epoch in data.epochs():
             for x, y in epoch:
-                with meter.step(len(x)) as sync:
-                    xb = torch.from_numpy(x).to(device, non_blocking=True)
+                with meter.step(len(y)) as sync:
+                    xb = to_tensors(x, device, non_blocking=True)
                     yb = torch.from_numpy(y).to(device, non_blocking=True)
                     optimizer.zero_grad(set_to_none=True)
                     loss = F.cross_entropy(model.forward(xb), yb)
@@ -155,9 +176,8 @@ class TorchFramework(Framework):
         outputs = []
         with torch.inference_mode():
             for x in data.batches():
-                with meter.step(len(x)) as sync:
-                    xb = torch.from_numpy(x)
-                    logits = model.forward(xb.to(device) if cuda else xb)
+                with meter.step(data.batch_size) as sync:
+                    logits = model.forward(to_tensors(x, device if cuda else None))
                     if sync is not False and cuda:  # CPU ops are synchronous; CUDA kernels are queued
                         torch.cuda.synchronize(device)
                 outputs.append(logits)
@@ -168,7 +188,7 @@ class TorchFramework(Framework):
     def export_weights(self, model: TorchModel) -> dict[str, np.ndarray]:
         from zoo_torch.modules import export_canonical
 
-        return export_canonical(model.module, model.names)
+        return export_canonical(model.module, model.names, model.params)
 
     def memory(self, device: str) -> dict[str, int]:
         if device != "gpu":
@@ -176,4 +196,15 @@ class TorchFramework(Framework):
         import torch
 
         return {"peak_bytes": int(torch.cuda.max_memory_allocated())}
+
+
+def to_tensors(x: Any, device: Any, non_blocking: bool = False) -> Any:
+    """A batch in the batch form (an array, or a dict of arrays for several inputs) as torch
+    tensors on ``device`` (``None``: stay on the CPU, no copy); dtypes are the declared ones."""
+    import torch
+
+    if isinstance(x, Mapping):
+        return {name: to_tensors(value, device, non_blocking) for name, value in x.items()}
+    tensor = torch.from_numpy(x)
+    return tensor if device is None else tensor.to(device, non_blocking=non_blocking)
 

@@ -1,7 +1,10 @@
 """torch modules for the zoo's model families, and canonical <-> torch weight conversion.
 
 torch stores dense weights ``[out, in]`` and conv weights OIHW; the canonical layout is
-``[in, out]`` and HWIO. Inputs arrive NHWC and are permuted to NCHW inside ``forward``.
+``[in, out]`` and HWIO. The conversion goes by each parameter's role (:data:`TO_TORCH`), never
+by the array's rank: an embedding table (``[rows, dim]`` in both) is copied as it is. Images
+arrive NHWC and are permuted to NCHW inside ``forward``. Which class builds which family is
+:data:`zoo_torch.adapter.FAMILIES`.
 Each module says where a canonical name lives (``torch_key``); the tensors are its parameters
 and its buffers (BatchNorm running statistics; ``num_batches_tracked`` is not a zoo tensor).
 The ResNets are in :mod:`zoo_torch.resnet`.
@@ -10,13 +13,13 @@ The ResNets are in :mod:`zoo_torch.resnet`.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-from zoo.models import CNNSpec, MLPSpec, ModelSpec, ResNetSpec
+from zoo.models import CNNSpec, MLPSpec, ParamSpec
 
 
 class Backbone(nn.Module):
@@ -44,7 +47,7 @@ class Backbone(nn.Module):
 
 
 class MLP(Backbone):
-    def __init__(self, spec: MLPSpec, input_shape: tuple[int, int, int], num_classes: int):
+    def __init__(self, spec: MLPSpec, input_shape: tuple[int, ...], num_classes: int):
         super().__init__()
         width = int(np.prod(input_shape))
         self.hidden = nn.ModuleDict()
@@ -62,7 +65,7 @@ class MLP(Backbone):
 
 
 class CNN(Backbone):
-    def __init__(self, spec: CNNSpec, input_shape: tuple[int, int, int], num_classes: int):
+    def __init__(self, spec: CNNSpec, input_shape: tuple[int, ...], num_classes: int):
         super().__init__()
         channels = input_shape[2]
         self.convs = nn.ModuleDict()
@@ -82,32 +85,32 @@ class CNN(Backbone):
         return self.head(pooled.float())
 
 
-def build_module(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-    if isinstance(spec, MLPSpec):
-        return MLP(spec, input_shape, num_classes)
-    if isinstance(spec, CNNSpec):
-        return CNN(spec, input_shape, num_classes)
-    if isinstance(spec, ResNetSpec):
-        from zoo_torch.resnet import ResNet
-
-        return ResNet(spec, input_shape, num_classes)
-    raise ValueError(f"zoo-torch cannot build model family {spec.family!r}")
-
-
-def _to_torch_layout(value: np.ndarray) -> np.ndarray:
-    if value.ndim == 2:  # dense [in, out] -> [out, in]
-        return value.T
-    if value.ndim == 4:  # conv HWIO -> OIHW
-        return value.transpose(3, 2, 0, 1)
-    return value
+#: role -> canonical layout to torch's, given the canonical shape; other roles (biases,
+#: normalisation vectors, embedding tables) are the same in both.
+TO_TORCH: Mapping[str, Callable[[np.ndarray, tuple[int, ...]], np.ndarray]] = {
+    "dense_kernel": lambda a, shape: a.T,  # [in, out] -> [out, in]
+    "conv_kernel": lambda a, shape: a.transpose(3, 2, 0, 1),  # HWIO -> OIHW
+    # [kh, kw, C, M] -> [C * M, 1, kh, kw] (groups=C: output channel c * M + m reads channel c)
+    "depthwise_kernel": lambda a, s: a.transpose(2, 3, 0, 1).reshape(s[2] * s[3], 1, s[0], s[1]),
+}
+#: role -> torch's layout back to the canonical one, given the canonical shape (inverse of TO_TORCH).
+TO_CANONICAL: Mapping[str, Callable[[np.ndarray, tuple[int, ...]], np.ndarray]] = {
+    "dense_kernel": lambda a, shape: a.T,
+    "conv_kernel": lambda a, shape: a.transpose(2, 3, 1, 0),  # OIHW -> HWIO
+    "depthwise_kernel": lambda a, s: a.reshape(s[2], s[3], s[0], s[1]).transpose(2, 3, 0, 1),
+}
 
 
-def _to_canonical_layout(value: np.ndarray) -> np.ndarray:
-    if value.ndim == 2:
-        return value.T
-    if value.ndim == 4:  # OIHW -> HWIO
-        return value.transpose(2, 3, 1, 0)
-    return value
+def to_torch_layout(value: np.ndarray, param: ParamSpec) -> np.ndarray:
+    """``value`` (canonical layout) in torch's layout for ``param``'s role."""
+    convert = TO_TORCH.get(param.role)
+    return value if convert is None else convert(value, param.shape)
+
+
+def to_canonical_layout(value: np.ndarray, param: ParamSpec) -> np.ndarray:
+    """``value`` (torch's layout) in the canonical layout of ``param``'s role."""
+    convert = TO_CANONICAL.get(param.role)
+    return value if convert is None else convert(value, param.shape)
 
 
 def tensors(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -126,22 +129,29 @@ def torch_name_map(module: nn.Module, canonical_names: list[str]) -> dict[str, s
     return mapping
 
 
-def load_canonical(module: nn.Module, weights: Mapping[str, np.ndarray]) -> dict[str, str]:
+def load_canonical(
+    module: nn.Module, weights: Mapping[str, np.ndarray], params: Mapping[str, ParamSpec]
+) -> dict[str, str]:
+    """Copy canonical ``weights`` into the module, converting each by the role of its ``params``
+    entry; returns canonical name -> torch tensor name."""
     mapping = torch_name_map(module, list(weights))
     own = tensors(module)
     with torch.no_grad():
         for name, value in weights.items():
             target = own[mapping[name]]
-            source = torch.from_numpy(np.ascontiguousarray(_to_torch_layout(np.asarray(value, np.float32))))
+            array = to_torch_layout(np.asarray(value, np.float32), params[name])
+            source = torch.from_numpy(np.ascontiguousarray(array))
             if tuple(target.shape) != tuple(source.shape):
                 raise ValueError(f"{name}: torch expects {tuple(target.shape)}, got {tuple(source.shape)}")
             target.copy_(source)
     return mapping
 
 
-def export_canonical(module: nn.Module, mapping: Mapping[str, str]) -> dict[str, np.ndarray]:
+def export_canonical(module: nn.Module, mapping: Mapping[str, str],
+                     params: Mapping[str, ParamSpec]) -> dict[str, np.ndarray]:
+    """Every tensor as a canonical float32 array (the inverse of :func:`load_canonical`)."""
     own = tensors(module)
     return {
-        name: np.ascontiguousarray(_to_canonical_layout(own[key].detach().cpu().float().numpy()))
+        name: np.ascontiguousarray(to_canonical_layout(own[key].detach().cpu().float().numpy(), params[name]))
         for name, key in mapping.items()
     }

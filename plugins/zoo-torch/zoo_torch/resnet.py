@@ -30,7 +30,7 @@ TORCH_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "r
 
 
 class ResNet(Backbone):
-    def __init__(self, spec: ResNetSpec, input_shape: tuple[int, int, int], num_classes: int):
+    def __init__(self, spec: ResNetSpec, input_shape: tuple[int, ...], num_classes: int):
         super().__init__()
         self.spec = spec
         self.stem = spec.stem_conv(input_shape[2])

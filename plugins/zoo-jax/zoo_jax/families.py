@@ -1,0 +1,24 @@
+"""What zoo-jax builds, by model family: read by the adapter (``supports``, ``load_pretrained``)
+and by :mod:`zoo_jax.modules`. Importing it imports no jax."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Mapping
+
+from zoo.models import CNNSpec, MLPSpec, ResNetSpec
+
+#: Model family -> the function that builds its Flax module, ``fn(spec, num_classes, dtype,
+#: train_bn)``, as "module:function" (imported only when a model is built, so planning never
+#: imports jax). The one list of what zoo-jax builds: ``supports`` and ``load_pretrained`` read it.
+FAMILIES: Mapping[str, str] = {
+    MLPSpec.family: "zoo_jax.modules:mlp",
+    CNNSpec.family: "zoo_jax.modules:cnn",
+    ResNetSpec.family: "zoo_jax.resnet:resnet",
+}
+
+
+def builder(family: str) -> Callable[..., Any]:
+    """The module builder of ``family``, from :data:`FAMILIES`."""
+    module, _, name = FAMILIES[family].partition(":")
+    return getattr(importlib.import_module(module), name)
