@@ -85,7 +85,7 @@ def test_bencher_metric_format_matches_its_schema():
 
 
 def test_failed_cells_are_left_out_and_json_stays_strict(tmp_path):
-    from results_helpers import zoo, copy_run
+    from results_helpers import copy_run
 
     run = copy_run(RUN, tmp_path / "r", lambda r: {**r, "status": "failed", "error": {
         "phase": "evaluate", "type": "X", "message": "m", "detail": ""}} if r["cell"]["framework"] == "tf" else r)

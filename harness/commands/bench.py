@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     for warning in outcome.store.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     records = outcome.already_done + outcome.records
-    print_results(records, console, title=f"zoo bench · run {outcome.store.run_id}")
+    print_results(records, console, title=f"zoo bench · run {outcome.store.run_id}", catalogue=registry.catalogue)
     console.print(f"results: {outcome.store.results_path}", highlight=False)
     quiet = outcome.quietness
     if quiet.get("quiet") is False:

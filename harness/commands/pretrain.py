@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     plan = pretrain_plan(fw, model, task, args.out, name, args.epochs, args.seed, args.threads, card)
     with tempfile.TemporaryDirectory() as tmp:
         record = run_cell(plan, Path(tmp), Path(tmp) / "worker.log", timeout_s=3600)
-        print_results([record], console, title=f"zoo pretrain {name}")
+        print_results([record], console, title=f"zoo pretrain {name}", catalogue=registry.catalogue)
         if record.status != "ok":
             console.print((Path(tmp) / "worker.log").read_text()[-3000:], markup=False, highlight=False)
             return 1

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Sequence
 
 from zoo.checkpoints import CheckpointError, locate_checkpoint, search_path
-from zoo.contract import DEVICES, PRECISIONS, Framework, Runtime, Support
+from zoo.checks import ContractViolation, check_task_inputs
+from zoo.contract import DEVICES, PRECISIONS, Framework, Runtime, Support, input_support
 from zoo.models.spec import parse_freeze
 from zoo.threads import thread_env
 
@@ -90,7 +91,7 @@ def plan_cells(request: BenchRequest, registry: Registry, run_id: str) -> list[P
             spec.trainable_names(cell.freeze, task.input_shape, task.num_classes)
         except ValueError as exc:
             raise PlanError(str(exc)) from None
-        support = adapter.supports(spec, request.device, precision)
+        support = _inputs_fit(adapter, spec, task) or adapter.supports(spec, request.device, precision)
         if support.ok and request.checkpoint:
             support = _checkpoint_fits(request, spec.name)
         if not support.ok:
@@ -111,10 +112,23 @@ def plan_cells(request: BenchRequest, registry: Registry, run_id: str) -> list[P
 
 def cell_trackers(registry: Registry) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The trackers every cell runs (the built-ins, then those plugins registered) and the plugin
-    modules the worker must import for them."""
+    modules the worker must import for them and for the metric definitions plugins add (so the
+    worker's catalogue knows their units)."""
     plugin = dict(registry.trackers)
     names = tuple(dict.fromkeys([*BUILTIN_TRACKERS, *plugin]))
-    return names, tuple(dict.fromkeys(p.origin.module for p in plugin.values()))
+    modules = [p.origin.module for p in plugin.values()] + [p.origin.module for p in registry.metrics.values()]
+    return names, tuple(dict.fromkeys(modules))
+
+
+def _inputs_fit(adapter: Framework, spec, task) -> Support | None:
+    """A skip reason when the task's inputs are not the model's, or the adapter's contract
+    predates them (contract 2 knows only NHWC images); ``None`` when they fit."""
+    try:
+        check_task_inputs(spec, task)
+    except ContractViolation as exc:
+        return Support.no(str(exc))
+    fits = input_support(adapter, spec.inputs(task.input_shape))
+    return None if fits.ok else fits
 
 
 def _checkpoint_fits(request: BenchRequest, model: str) -> Support:

@@ -143,7 +143,7 @@ def _run_rounds(planned: list[PlannedCell], request: BenchRequest, registry: Reg
             runs[key].append(record)
         last = runs[key][-1]
         final = p.plan is None or is_final(last, r, repeats)
-        cell_record = merge_repeats(runs[key], repeats) if final else None
+        cell_record = merge_repeats(runs[key], repeats, catalogue=registry.catalogue) if final else None
         try:
             if record is not None and repeats > 1 and p.plan is not None:
                 store.append_repeat(record)

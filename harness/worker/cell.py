@@ -22,7 +22,8 @@ import numpy as np
 
 from zoo.batching import train_order
 from zoo.checkpoints import atomic_write_bytes, load_checkpoint, locate_checkpoint, search_path
-from zoo.contract import FineTuneConfig, Runtime, TrainData
+from zoo.checks import check_exported_weights, check_task_data
+from zoo.contract import FineTuneConfig, Runtime, TrainData, load_kwargs
 from zoo.models.flops import train_step_flops
 from zoo.init import init_weights, with_new_head
 
@@ -31,12 +32,12 @@ from harness.measure.affinity import pin_threads
 from harness.plan.cells import CellPlan
 from zoo.plugin_host import worker_host
 from harness.plugins.registry import build_registry
+from harness.results.metrics import BUILTIN, Catalogue
 from harness.results.records import CellRecord, ErrorInfo, Metric, record_to_json
 from harness.results.store import utc_now
 from harness.worker.export import save_pretrained
 from harness.worker.parent import tie_to_parent
 from harness.worker.phases import (
-    ContractViolation,
     Evaluator,
     fine_tune_recipe,
     inference_throughput,
@@ -50,16 +51,6 @@ ENV_VARS_RECORDED = (
     "XLA_PYTHON_CLIENT_PREALLOCATE", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
     "TF_FORCE_GPU_ALLOW_GROWTH", "KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "PJRT_NPROC",
 )
-
-
-def _make_metric(name: str, value) -> Metric:
-    """A tracker's value as a record Metric; unit and direction from the metric catalogue."""
-    # TODO(catalogue): replaced by the catalogue's constructor
-    units = {"peak_rss_mb": ("MiB", "lower"), "baseline_rss_mb": ("MiB", "info")}
-    unit, direction = units.get(name, ("", "info"))
-    if isinstance(value, (int, float)):
-        return Metric(float(value), unit, direction)
-    return Metric.from_samples(list(value), unit, direction)
 
 
 class CellRun:
@@ -76,27 +67,31 @@ class CellRun:
         self.not_applicable: list[str] = []  # phases the adapter does not have (inference-only)
         self.details: dict[str, Any] = {}  # how each phase was measured (warm-up, window sizes)
         self.adapter_trains = True
-        self.trackers = TrackerSet(self.metrics, _make_metric)
+        self.catalogue: Catalogue = BUILTIN  # then the registry's: plugin metrics too
+        self.trackers = TrackerSet(self.metrics, lambda name, value: self.catalogue.metric(name, value))
 
     @property
     def phase(self) -> str:
         """The phase running now (or the last one): what a failure record names."""
         return self.trackers.current
 
-    def metric(self, name: str, value: float, unit: str, direction: str) -> None:
-        self.metrics[name] = Metric(float(value), unit, direction)
+    def metric(self, name: str, value: float) -> None:
+        """Record ``name``; its unit and direction come from the metric catalogue."""
+        self.metrics[name] = self.catalogue.metric(name, float(value))
 
     def run(self) -> None:
         cell, settings, phase = self.cell, self.settings, self.trackers.phase
         adapter, spec, task, info, registry = self._setup()
         self.trackers.start(self.plan.trackers, registry, cell, settings.threads)
         with phase("data"):
-            data = task.load()
+            data = check_task_data(task, task.load())
         model = self._load(adapter, spec, task)
         shape, classes = task.input_shape, task.num_classes
-        evaluate = Evaluator(adapter, data.x_test, data.y_test, cell.batch_size, classes)
-        recipe = TrainData(data.x_train, data.y_train,
-                           train_order(len(data.x_train), cell.batch_size, settings.epochs, settings.seed))
+        x_test = data.test_inputs  # one array per declared input (a plain array for one input)
+        evaluate = Evaluator(adapter, x_test, data.y_test, cell.batch_size, classes)
+        recipe = TrainData(data.train_inputs, data.y_train,
+                           train_order(len(data.y_train), cell.batch_size, settings.epochs, settings.seed),
+                           specs=task.inputs)
         config = FineTuneConfig(learning_rate=settings.learning_rate, freeze=cell.freeze)
         if adapter.can_train:
             with phase("fine_tune"):
@@ -109,21 +104,17 @@ class CellRun:
 
         with phase("evaluate"):
             accuracy = evaluate(model)
-        self.metric("accuracy", 100.0 * accuracy, "%", "higher")
+        self.metric("accuracy", 100.0 * accuracy)
         with phase("export"):
-            exported = adapter.export_weights(model)
-            try:
-                spec.check_weights(exported, shape, classes)
-            except ValueError as exc:
-                raise ContractViolation(f"export_weights: {exc}") from exc
+            exported = check_exported_weights(spec, adapter.export_weights(model), shape, classes)
             if self.plan.export is not None:
                 save_pretrained(self.plan, spec, task, exported, accuracy, info)
 
         with phase("inference_throughput"):
             self.metrics["infer_throughput"], self.details["inference"] = inference_throughput(
-                adapter, model, data.x_test, cell.batch_size, classes, settings)
+                adapter, model, x_test, cell.batch_size, classes, settings)
         with phase("latency"):
-            self.metrics.update(latency(adapter, model, data.x_test, classes, settings))
+            self.metrics.update(latency(adapter, model, x_test, classes, settings))
         if adapter.can_train:
             with phase("train_throughput"):
                 probe = self.details.get("fine_tune", {}).get("steady_step_s", 0.0)
@@ -134,7 +125,7 @@ class CellRun:
         with phase("memory", tracked=False):
             self.trackers.finish()
             for key, value in adapter.memory(cell.device).items():
-                self.metric(f"framework_{key.removesuffix('_bytes')}_mb", value / 2**20, "MiB", "lower")
+                self.metric(f"framework_{key.removesuffix('_bytes')}_mb", value / 2**20)
             self._parameter_bytes(spec, shape, classes)
 
     def _utilisation(self, spec, shape, classes) -> None:
@@ -143,9 +134,9 @@ class CellRun:
         if not flops:
             return
         achieved = self.metrics["train_throughput"].value * flops
-        self.metric("train_gflops", achieved / 1e9, "GFLOP/s", "higher")
+        self.metric("train_gflops", achieved / 1e9)
         if self.settings.peak_gflops > 0:
-            self.metric("train_utilisation", 100.0 * achieved / (self.settings.peak_gflops * 1e9), "%", "higher")
+            self.metric("train_utilisation", 100.0 * achieved / (self.settings.peak_gflops * 1e9))
 
     def _parameter_bytes(self, spec, shape, classes) -> None:
         """Parameter and Adam-state sizes from the spec: the same count for every framework, and
@@ -155,10 +146,10 @@ class CellRun:
         self.environment["trained_parameters"] = sorted(trainable) if self.adapter_trains else []
         total = sum(int(np.prod(p.shape)) for p in params)
         n_train = sum(int(np.prod(p.shape)) for p in params if p.name in trainable)
-        self.metric("parameters", total, "count", "info")
-        self.metric("trainable_parameters", n_train, "count", "info")
-        self.metric("param_mb", 4 * total / 2**20, "MiB", "info")
-        self.metric("optimizer_state_mb", 2 * 4 * n_train / 2**20 if self.adapter_trains else 0.0, "MiB", "info")
+        self.metric("parameters", total)
+        self.metric("trainable_parameters", n_train)
+        self.metric("param_mb", 4 * total / 2**20)
+        self.metric("optimizer_state_mb", 2 * 4 * n_train / 2**20 if self.adapter_trains else 0.0)
 
     def _setup(self):
         """Import the plugins, apply the runtime settings, check the device."""
@@ -166,6 +157,7 @@ class CellRun:
         self.trackers.current = "import"
         affinity = pin_threads(settings.threads)
         registry = build_registry(worker_host(self.plan.modules))
+        self.catalogue = registry.catalogue
         adapter = registry.framework(cell.framework).item
         spec = registry.model(cell.model).item
         task = registry.task(cell.task).item
@@ -182,7 +174,7 @@ class CellRun:
         t0 = time.perf_counter()
         adapter.prepare(runtime)
         info = adapter.info()
-        self.metric("import_s", time.perf_counter() - t0, "s", "lower")
+        self.metric("import_s", time.perf_counter() - t0)
         self.framework_info = {"versions": dict(info.versions), "devices": list(info.devices), "details": dict(info.details)}
         if cell.device not in info.devices:
             raise RuntimeError(
@@ -205,11 +197,10 @@ class CellRun:
                 weights = init_weights(spec, shape, classes, seed=settings.seed)
         with self.trackers.phase("load"):
             t0 = time.perf_counter()
-            model = adapter.load_pretrained(
-                spec=spec, weights=weights, input_shape=shape, num_classes=classes,
-                device=cell.device, precision=cell.precision, freeze=cell.freeze,
-            )
-            self.metric("load_s", time.perf_counter() - t0, "s", "lower")
+            model = adapter.load_pretrained(**load_kwargs(  # `inputs` only for adapters of contract 3+
+                adapter, spec=spec, weights=weights, input_shape=shape, num_classes=classes,
+                device=cell.device, precision=cell.precision, freeze=cell.freeze))
+            self.metric("load_s", time.perf_counter() - t0)
         return model
 
 

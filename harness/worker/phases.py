@@ -13,36 +13,27 @@ from __future__ import annotations
 import gc
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import cycle, islice
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from zoo.batching import eval_order
+from zoo.checks import ContractViolation, check_epoch_ends, check_logits, check_losses, check_step_count
 from zoo.contract import EvalData, FineTuneConfig, Framework, TrainData
+from zoo.models.inputs import rows
 
 from harness.plan.cells import Settings
 from harness.measure.meter import StepMeter, steady_start, steps_for_window, window_durations, window_throughputs
+from harness.results.metrics import BUILTIN
 from harness.results.records import Metric
 from harness.measure.stats import percentile
 
 
-class ContractViolation(RuntimeError):
-    """A plugin returned something the contract forbids (wrong shape, NaN, missing weights)."""
-
-
-def check_logits(logits: Any, rows: int, num_classes: int, phase: str) -> np.ndarray:
-    arr = np.asarray(logits)
-    if arr.shape != (rows, num_classes):
-        raise ContractViolation(f"{phase}: evaluate returned logits of shape {arr.shape}, expected {(rows, num_classes)}")
-    if not np.all(np.isfinite(arr)):
-        raise ContractViolation(f"{phase}: evaluate returned non-finite logits (NaN or inf)")
-    return arr.astype(np.float32, copy=False)
-
-
-def metric(value: float, unit: str, direction: str) -> Metric:
-    return Metric(float(value), unit, direction)
+def metric(name: str, value) -> Metric:
+    """A built-in metric's record entry; unit and direction come from the catalogue."""
+    return BUILTIN.metric(name, value)
 
 
 @dataclass
@@ -50,15 +41,15 @@ class Evaluator:
     """Test-set accuracy of a model handle, computed by the host from the adapter's logits."""
 
     adapter: Framework
-    x: np.ndarray
+    x: Any  # the batch form: one array, or one per declared input
     y: np.ndarray
     batch_size: int
     num_classes: int
 
     def __call__(self, model: Any, meter: StepMeter | None = None) -> float:
-        data = EvalData(self.x, eval_order(len(self.x), self.batch_size))
-        rows = len(data.order) * data.batch_size
-        logits = check_logits(self.adapter.evaluate(model, data, meter or StepMeter()), rows, self.num_classes,
+        data = EvalData(self.x, eval_order(rows(self.x), self.batch_size))
+        expected = len(data.order) * data.batch_size
+        logits = check_logits(self.adapter.evaluate(model, data, meter or StepMeter()), expected, self.num_classes,
                               "evaluate")
         return float((logits[: len(self.y)].argmax(axis=1) == self.y).mean())
 
@@ -72,28 +63,24 @@ def fine_tune_recipe(adapter: Framework, model: Any, train: TrainData, config: F
     t0 = time.perf_counter()
     result = adapter.fine_tune(model, train, config, meter)
     wall = time.perf_counter() - t0 - meter.paused_s
-    if len(meter.starts) != train.num_steps:
-        raise ContractViolation(f"fine_tune timed {len(meter.starts)} steps with meter.step, expected {train.num_steps}")
-    if len(meter.epoch_ends) != len(train.order) and (adapter.contract_version >= 2 or meter.epoch_ends):
-        raise ContractViolation(
-            f"fine_tune called meter.end_epoch {len(meter.epoch_ends)} times for {len(train.order)} epochs")
-    losses = np.asarray(result.losses, dtype=np.float64)
-    if losses.size and not np.all(np.isfinite(losses)):
-        raise ContractViolation("fine_tune returned non-finite losses")
+    check_step_count(len(meter.starts), train.num_steps)
+    check_epoch_ends(len(meter.epoch_ends), len(train.order), adapter.contract_version)
+    losses = check_losses(result.losses)
     durations = meter.durations_s
     steady = float(np.median(durations[steady_start(durations, cap=max(1, len(durations) // 2)):]))
     out = {
-        "fine_tune_wall_s": metric(wall, "s", "lower"),
-        "first_step_s": metric(durations[0], "s", "lower"),
-        "compile_s": metric(max(0.0, durations[0] - steady), "s", "lower"),
+        "fine_tune_wall_s": metric("fine_tune_wall_s", wall),
+        "first_step_s": metric("first_step_s", durations[0]),
+        "compile_s": metric("compile_s", max(0.0, durations[0] - steady)),
     }
     if curve:  # contract version 1 adapters do not report epochs: no curve, no time-to-accuracy
-        out["accuracy_curve"] = Metric(100.0 * curve[-1], "%", "info", tuple(100.0 * a for a in curve))
+        d = BUILTIN["accuracy_curve"]  # the last epoch's accuracy, the curve as its samples (no spread)
+        out["accuracy_curve"] = Metric(100.0 * curve[-1], d.unit, d.direction, tuple(100.0 * a for a in curve))
     reached = next((i for i, acc in enumerate(curve) if acc >= target), None) if target else None
     if reached is not None:
-        out["time_to_accuracy_s"] = metric(meter.epoch_ends[reached] - t0, "s", "lower")
+        out["time_to_accuracy_s"] = metric("time_to_accuracy_s", meter.epoch_ends[reached] - t0)
     if losses.size:
-        out["final_loss"] = metric(float(losses[-len(train.order[-1]):].mean()), "", "info")
+        out["final_loss"] = metric("final_loss", float(losses[-len(train.order[-1]):].mean()))
     details = {"target_accuracy": target, "epochs_to_target": None if reached is None else reached + 1,
                "steps": train.num_steps, "steady_step_s": steady}
     return result.model, out, details
@@ -116,7 +103,7 @@ def gc_paused() -> Iterator[None]:
 
 
 def _throughput(run: Callable[[int, StepMeter], None], probe_step_s: float, settings: Settings,
-                unit_name: str) -> tuple[Metric, dict[str, Any]]:
+                unit_name: str, name: str = "infer_throughput") -> tuple[Metric, dict[str, Any]]:
     """Windows of ``k`` steps, synchronised only at each window's end so asynchronous frameworks
     pipeline as they would for a user, after a warm-up of at most ``settings.warmup_cap`` steps.
 
@@ -134,7 +121,7 @@ def _throughput(run: Callable[[int, StepMeter], None], probe_step_s: float, sett
     rates = window_throughputs(meter, settings.windows, pre + skip * k, steps_per_window=k)
     if not rates:
         raise ContractViolation(f"{unit_name}: no complete timing window (steps recorded: {len(meter.starts)})")
-    return Metric.from_samples(rates, "samples/s", "higher"), {"warmup_steps": pre + skip * k, "window_steps": k,
+    return BUILTIN.from_samples(name, rates), {"warmup_steps": pre + skip * k, "window_steps": k,
                                                                 "windows": len(rates)}
 
 
@@ -146,10 +133,10 @@ def warmup_cap(cap: int, step_s: float, budget_s: float = 2.0) -> int:
     return int(min(cap, max(3, np.ceil(budget_s / step_s))))
 
 
-def inference_throughput(adapter: Framework, model: Any, x: np.ndarray, batch_size: int, num_classes: int,
+def inference_throughput(adapter: Framework, model: Any, x: Any, batch_size: int, num_classes: int,
                          settings: Settings) -> tuple[Metric, dict[str, Any]]:
     """Forward passes at the task's batch size over the test images, cycled as needed."""
-    batches = eval_order(len(x), batch_size)
+    batches = eval_order(rows(x), batch_size)
     probe = StepMeter()
     check_logits(adapter.evaluate(model, EvalData(x, batches[:3]), probe), 3 * batch_size, num_classes, "evaluate")
     probe_s = float(np.median(probe.durations_s))
@@ -158,12 +145,12 @@ def inference_throughput(adapter: Framework, model: Any, x: np.ndarray, batch_si
         order = tuple(islice(cycle(batches), steps))
         check_logits(adapter.evaluate(model, EvalData(x, order), meter), steps * batch_size, num_classes, "evaluate")
 
-    return _throughput(run, probe_s, settings, "inference")
+    return _throughput(run, probe_s, settings, "inference", "infer_throughput")
 
 
-def latency(adapter: Framework, model: Any, x: np.ndarray, num_classes: int, settings: Settings) -> dict[str, Metric]:
+def latency(adapter: Framework, model: Any, x: Any, num_classes: int, settings: Settings) -> dict[str, Metric]:
     """Batch-1 forward passes after a warm-up (a new batch shape may trace or compile)."""
-    n = min(settings.latency_samples, len(x))
+    n = min(settings.latency_samples, rows(x))
     warm = StepMeter()
     adapter.evaluate(model, EvalData(x, eval_order(min(20, n), 1)), warm)
     meter = StepMeter()
@@ -172,9 +159,9 @@ def latency(adapter: Framework, model: Any, x: np.ndarray, num_classes: int, set
     check_logits(logits, n, num_classes, "latency")
     ms = [d * 1e3 for d in meter.durations_s]
     return {
-        "latency_p50_ms": Metric.from_samples(ms, "ms", "lower"),
-        "latency_p90_ms": metric(percentile(ms, 90), "ms", "lower"),
-        "latency_p99_ms": metric(percentile(ms, 99), "ms", "lower"),
+        "latency_p50_ms": BUILTIN.from_samples("latency_p50_ms", ms),
+        "latency_p90_ms": metric("latency_p90_ms", percentile(ms, 90)),
+        "latency_p99_ms": metric("latency_p99_ms", percentile(ms, 99)),
     }
 
 
@@ -186,10 +173,10 @@ def train_throughput(adapter: Framework, model: Any, recipe: TrainData, config: 
     handle = {"model": model}
 
     def run(steps: int, meter: StepMeter) -> None:
-        data = TrainData(recipe.x, recipe.y, (tuple(islice(cycle(batches), steps)),))
+        data = replace(recipe, order=(tuple(islice(cycle(batches), steps)),))
         handle["model"] = adapter.fine_tune(handle["model"], data, config, meter).model
         if len(meter.starts) != steps:
             raise ContractViolation(f"fine_tune timed {len(meter.starts)} of {steps} steps")
 
-    value, details = _throughput(run, probe_step_s, settings, "training")
+    value, details = _throughput(run, probe_step_s, settings, "training", "train_throughput")
     return handle["model"], value, details
