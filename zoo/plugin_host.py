@@ -128,8 +128,11 @@ def _split(value: str | None) -> list[str]:
 def load_plugins(
     explicit: Iterable[str] = (), autoload: bool | None = None, allowed: Iterable[str] | None = None
 ) -> PluginHost:
-    """Build the plugin host: built-ins, then entry points (unless disabled; only those on the
-    allow-list when there is one), then ``explicit`` module names and those in ``ZOO_PLUGINS``."""
+    """Build the plugin host: built-ins, then entry points (unless disabled), then ``explicit``
+    module names and those in ``ZOO_PLUGINS``. With an allow-list (``allowed`` plus
+    ``ZOO_ALLOWED_PLUGINS``) nothing off it is imported, explicit modules included: an entry point
+    must be named by its name or distribution, a module by its name or top-level package, so
+    setting ``ZOO_PLUGINS`` cannot smuggle code past the list."""
     strict = _truthy(os.environ.get(STRICT_ENV))
     if autoload is None:
         autoload = not _truthy(os.environ.get(AUTOLOAD_OFF_ENV))
@@ -138,7 +141,11 @@ def load_plugins(
     host.register_module(zoo.builtin, _module_origin(zoo.builtin, "builtin", "zoo-bench", zoo.__version__))
     if autoload:
         _load_entry_points(host, strict, {a.lower() for a in allow} if allow else None)
+    allowed_names = {a.lower() for a in allow} if allow else None
     for name in dict.fromkeys(_split(os.environ.get(EXPLICIT_ENV)) + list(explicit)):
+        if allowed_names is not None and not ({name.lower(), name.split(".")[0].lower()} & allowed_names):
+            host.not_allowed.append(PluginOrigin(name, name, "(explicit)", "", ""))
+            continue
         load_module_plugin(host, name, strict=strict)
     return host
 

@@ -210,7 +210,22 @@ class HangsThird(Healthy):
         return super().fine_tune(model, data, config, meter)
 
 
+class Chatty(Healthy):
+    """Prints about 20 MB while fine-tuning (a debug print in a hot loop), then a last line."""
+
+    name = "chatty"
+
+    def fine_tune(self, model, data, config, meter):
+        import sys
+
+        line = "x" * 1023 + "\n"
+        for _ in range(20_000):
+            sys.stdout.write(line)
+        print("the last line of the chatty cell", flush=True)
+        return super().fine_tune(model, data, config, meter)
+
+
 @zoo.hookimpl
 def zoo_frameworks():
     return [cls() for cls in (Healthy, LegacyV1, Hang, Abort, Segfault, OomKilled, MemoryHog, Raises, NaNLogits,
-                              WrongShape, Flaky, HangNoted, Stubborn, Spawner, HangsThird)]
+                              WrongShape, Flaky, HangNoted, Stubborn, Spawner, HangsThird, Chatty)]

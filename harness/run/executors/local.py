@@ -20,6 +20,7 @@ from harness.results.jsonio import dumps
 from harness.results.records import CellRecord, ErrorInfo, record_from_dict
 from harness.results.store import utc_now
 from harness.run.executors.base import CellJob, Executor
+from harness.run.logcap import CappedLog
 from harness.run.processes import is_subreaper, kill_orphans, kill_tree, signals_deferred, write_pid_file
 from harness.worker.parent import PARENT_ENV
 
@@ -88,26 +89,33 @@ def run_cell(plan: CellPlan, work_dir: Path, log_path: Path, timeout_s: float, n
     env = {**os.environ, **plan.env, PARENT_ENV: str(os.getpid())}
     pid_path = work_dir / f"{name}.pid"
     started, t0, wall0 = utc_now(), time.perf_counter(), time.time()
-    with open(log_path, "wb") as log:
-        # (not under signals_deferred: the worker would inherit the blocked signal mask)
+    log = CappedLog(log_path)  # a plugin printing in a loop cannot fill the disk
+    # (not under signals_deferred: the worker would inherit the blocked signal mask)
+    try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "harness.worker", str(plan_path), str(out_path)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
             start_new_session=True,  # its own process group: the cell's end kills its children too
         )
-        try:
-            write_pid_file(pid_path, proc.pid)
-            code = proc.wait(timeout=timeout_s)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            _end_worker(proc, wall0)
-            code, timed_out = proc.returncode, True
-        except BaseException:  # Ctrl-C, SIGTERM or SIGHUP in the parent: do not leave the worker running
-            _end_worker(proc, wall0)
-            pid_path.unlink(missing_ok=True)
-            raise
-        _end_worker(proc, wall0)  # whatever the worker started and left behind
+    except BaseException:
+        log.close()
+        raise
+    try:
+        log.attach(proc.stdout)
+        write_pid_file(pid_path, proc.pid)
+        code = proc.wait(timeout=timeout_s)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        _end_worker(proc, wall0)
+        code, timed_out = proc.returncode, True
+    except BaseException:  # Ctrl-C, SIGTERM or SIGHUP in the parent: do not leave the worker running
+        _end_worker(proc, wall0)
         pid_path.unlink(missing_ok=True)
+        log.close()
+        raise
+    _end_worker(proc, wall0)  # whatever the worker started and left behind
+    pid_path.unlink(missing_ok=True)
+    log.close()
     try:
         plan_path.unlink(missing_ok=True)
         if out_path.exists() and not timed_out:
