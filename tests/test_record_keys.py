@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import INSTALLED_FRAMEWORKS, run_zoo
+from harness.worker.cell import ENV_VARS_RECORDED
 
 SNAPSHOT = Path(__file__).parent / "data" / "default_record_keys.json"
 
@@ -36,8 +37,11 @@ def key_paths(data: dict, prefix: str = "") -> set[str]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not INSTALLED_FRAMEWORKS, reason="no built-in framework plugin is installed")
-def test_default_run_records_and_table_keep_their_fields(tmp_path):
+def test_default_run_records_and_table_keep_their_fields(tmp_path, monkeypatch):
     frameworks = ",".join(INSTALLED_FRAMEWORKS)
+    # the recorded env vars are those the plan sets plus any the caller had: start from none of them
+    for name in ENV_VARS_RECORDED:
+        monkeypatch.delenv(name, raising=False)
     proc = run_zoo("bench", "-f", frameworks, "-m", "mlp", "--results-dir", str(tmp_path), "--run-id", "keys")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     header = next(line for line in proc.stdout.splitlines() if "framework" in line and "status" in line)
