@@ -24,6 +24,7 @@ from zoo.batching import train_order
 from zoo.checkpoints import atomic_write_bytes, load_checkpoint, locate_checkpoint, search_path
 from zoo.checks import check_exported_weights, check_task_data
 from zoo.contract import FineTuneConfig, Runtime, TrainData, load_kwargs
+from zoo.threads import THREAD_VARIABLES
 from zoo.models.flops import train_step_flops
 from zoo.init import init_weights, with_new_head
 
@@ -47,7 +48,7 @@ from harness.worker.phases import (
 from harness.worker.tracking import TrackerSet
 
 ENV_VARS_RECORDED = (
-    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "XLA_FLAGS", "JAX_PLATFORMS",
+    *THREAD_VARIABLES, "XLA_FLAGS", "JAX_PLATFORMS",
     "XLA_PYTHON_CLIENT_PREALLOCATE", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
     "TF_FORCE_GPU_ALLOW_GROWTH", "KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "PJRT_NPROC",
 )

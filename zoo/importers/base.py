@@ -4,12 +4,13 @@ The importer modules import this one, never the package (whose ``__init__`` disp
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from zoo.checkpoints import sha256_of
 
 
 class WeightsImportError(ValueError):
@@ -42,11 +43,8 @@ class ImportedWeights:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """The sha256 of a weights file, as recorded in the model card (one hasher: zoo.checkpoints)."""
+    return sha256_of(path)
 
 
 def describe_mismatch(expected: Mapping[str, tuple[int, ...]], got: Mapping[str, np.ndarray], limit: int = 8) -> str:

@@ -33,8 +33,7 @@ from zoo.contract import (
     Weights,
 )
 from zoo.models import InputSpec, ModelSpec
-
-THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+from zoo.threads import THREAD_VARIABLES  # the host sets these for every worker
 
 
 @dataclass
