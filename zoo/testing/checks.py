@@ -57,10 +57,6 @@ def max_error(logits: np.ndarray, reference: np.ndarray) -> float:
     return float(np.abs(logits.astype(np.float64) - reference).max())
 
 
-def check_losses(losses: Any, steps: int) -> np.ndarray:
-    return contract.check_losses(losses, steps)
-
-
 def needs_load(ctx: Context, check: str, spec: ModelSpec) -> CheckResult | None:
     if spec.name not in ctx.load_failed:
         return None

@@ -11,7 +11,8 @@ from zoo.checks import check_epoch_ends
 from zoo.contract import FineTuneConfig, FineTuneResult, Meter, TrainData
 from zoo.models.inputs import batch_form, select
 from zoo.models.spec import ModelSpec
-from zoo.testing.checks import check_losses, evaluate, export, max_error, supported_models
+from zoo.checks import check_losses
+from zoo.testing.checks import evaluate, export, max_error, supported_models
 from zoo.testing.context import LOGIT_TOLERANCE, Context, Failed, RecordingMeter, run_subject
 from zoo.testing.reference import check_data, first_adam_step, reference_loss, sample_gradients, start_weights
 from zoo.testing.report import NOT_APPLICABLE, CheckResult
