@@ -225,7 +225,32 @@ class Chatty(Healthy):
         return super().fine_tune(model, data, config, meter)
 
 
+def _touch(mib: int) -> np.ndarray:
+    """``mib`` MiB really resident: every page written."""
+    block = np.empty(mib << 20, dtype=np.uint8)
+    block[::4096] = 1
+    return block
+
+
+class MemoryKnown(Healthy):
+    """Holds exactly 400 MiB at the peak of each fine_tune call and 100 MiB in each evaluate
+    call (freed before returning), for the per-phase memory test."""
+
+    name = "memknown"
+
+    def fine_tune(self, model, data, config, meter):
+        block = _touch(400)
+        del block
+        return super().fine_tune(model, data, config, meter)
+
+    def evaluate(self, model, data, meter):
+        block = _touch(100)
+        out = super().evaluate(model, data, meter)
+        del block
+        return out
+
+
 @zoo.hookimpl
 def zoo_frameworks():
     return [cls() for cls in (Healthy, LegacyV1, Hang, Abort, Segfault, OomKilled, MemoryHog, Raises, NaNLogits,
-                              WrongShape, Flaky, HangNoted, Stubborn, Spawner, HangsThird, Chatty)]
+                              WrongShape, Flaky, HangNoted, Stubborn, Spawner, HangsThird, Chatty, MemoryKnown)]
