@@ -57,6 +57,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=1,
                    help="worker processes per cell, run back to back and merged into one record: the CI then "
                         "covers process-to-process noise (default: 1; use 3 or more for baselines)")
+    p.add_argument("--retry-disturbed", type=int, default=0, metavar="N",
+                   help="run a cell again, up to N times, when another process took its CPU during a timing "
+                        "window or the device peak drifted (docs/measurement.md); default 0: mark it disturbed")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before a cell is killed (default: 900)")
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="where runs are stored (default: results)")
     p.add_argument("--run-id", default="", help="name of this run (default: a timestamp)")
@@ -91,6 +94,7 @@ def request_from_args(args: argparse.Namespace) -> BenchRequest:
         warmup_cap=args.warmup_cap, repeats=args.repeats, timeout_s=args.timeout,
         results_dir=args.results_dir, run_id=args.run_id, checkpoint_dir=args.checkpoint_dir,
         checkpoint=args.checkpoint, trigger=args.trigger, executor=args.executor,
+        retry_disturbed=args.retry_disturbed,
     )
     if args.threads is not None:
         fields["threads"] = args.threads

@@ -37,8 +37,13 @@ class StepMeter:
     #: Steps before the first window (a warm-up shorter than a window): synchronised at their
     #: last step, and windows of ``sync_every`` steps count from there.
     sync_offset: int = 0
+    #: Called at every synchronised step's end (the window boundaries), its result kept in
+    #: :attr:`marks` as ``(step index, value)``: the contention evidence of each window.
+    mark: Callable[[], Any] | None = None
+    marks: list[tuple[int, Any]] = field(default_factory=list)
     _pending: int = field(default=0, init=False, repr=False)  # samples of the step being timed
     _start: float = field(default=0.0, init=False, repr=False)
+    _sync: bool = field(default=True, init=False, repr=False)
 
     def wants_sync(self, index: int) -> bool:
         if index == 0 or index == self.sync_offset - 1:
@@ -52,7 +57,7 @@ class StepMeter:
         return self
 
     def __enter__(self) -> bool:
-        sync = self.wants_sync(len(self.starts))
+        sync = self._sync = self.wants_sync(len(self.starts))
         self._start = time.perf_counter()
         return sync
 
@@ -62,6 +67,8 @@ class StepMeter:
             self.ends.append(end)
             self.starts.append(self._start)
             self.samples.append(self._pending)
+            if self.mark is not None and self._sync:
+                self.marks.append((len(self.starts) - 1, self.mark()))
 
     def end_epoch(self, model: Any) -> None:
         t0 = time.perf_counter()

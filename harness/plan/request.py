@@ -42,4 +42,5 @@ class BenchRequest:
     checkpoint: str = ""  # start every cell of its model from this checkpoint (else the task's)
     trigger: str = "manual"
     executor: str = "local"  # where cells run: harness.run.executors
+    retry_disturbed: int = 0  # runs again of a cell another process disturbed (harness.measure.contention)
 

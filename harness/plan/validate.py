@@ -51,4 +51,5 @@ def validate_request(request: BenchRequest) -> None:
     _int("--window-steps", request.window_steps, 0, hint=" (0 sizes each window to at least 50 ms)")
     _int("--warmup-cap", request.warmup_cap, 1)
     _int("--repeats", request.repeats, 1)
+    _int("--retry-disturbed", request.retry_disturbed, 0, 10)
     _positive_finite("--timeout", request.timeout_s, " seconds (it is the limit that stops a hung cell)")

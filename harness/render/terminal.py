@@ -64,9 +64,15 @@ def results_table(records: Sequence[CellRecord], title: str = "", catalogue: Cat
     return table
 
 
+def disturbance_reasons(record: CellRecord) -> list[str]:
+    """Why the cell's numbers are suspect (another process on its cores), or ``[]``."""
+    verdict = record.environment.get("disturbance") or {}
+    return list(verdict.get("reasons", [])) if verdict.get("disturbed") else []
+
+
 def _status(record: CellRecord) -> str:
     if record.status == "ok":
-        return "ok"
+        return "ok, disturbed" if disturbance_reasons(record) else "ok"
     return f"{record.status}: {record.error.message[:60]}" if record.error else record.status
 
 
@@ -75,6 +81,9 @@ def print_results(records: Sequence[CellRecord], console: Console | None = None,
     console = console or wide_console()
     console.print(results_table(records, title, catalogue))
     for r in records:
+        for reason in disturbance_reasons(r):
+            console.print(f"[yellow]disturbed:[/] {escape(r.cell.key)}: {escape(reason)}; rerun it on a quiet "
+                          "machine, or with --retry-disturbed N", highlight=False)
         if r.status in ("failed", "timeout") and r.error:
             console.print(f"[bold red]{escape(r.cell.key)}[/] {r.status} in {escape(r.error.phase)}: "
                           f"{escape(r.error.type)}: {escape(r.error.message)}",

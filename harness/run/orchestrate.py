@@ -178,8 +178,18 @@ def _run_rounds(planned: list[PlannedCell], request: BenchRequest, registry: Reg
                     started.append(job)
                     event("start", job, job.repeat)
 
-                for job, record in executor.submit(jobs, on_start=on_start):
-                    keep(by_key[job.plan.cell.key], _stamp(record, registry), job.repeat)
+                retries: dict[str, list[dict]] = {}
+                pending = jobs
+                while pending:
+                    again = []
+                    for job, record in executor.submit(pending, on_start=on_start):
+                        record = _with_retries(record, retries.get(job.name, []))
+                        if _disturbed(record) and len(retries.get(job.name, [])) < request.retry_disturbed:
+                            retries.setdefault(job.name, []).append(_attempt(record))
+                            again.append(job)  # measured again; this attempt's numbers stay in the record
+                            continue
+                        keep(by_key[job.plan.cell.key], _stamp(record, registry), job.repeat)
+                    pending = again
             except OSError as exc:  # no room for a cell's plan or log: nothing measured yet
                 which = f"cell {started[-1].plan.cell.key}" if started else "a cell"
                 outcome.store_error = (
@@ -190,6 +200,26 @@ def _run_rounds(planned: list[PlannedCell], request: BenchRequest, registry: Reg
         return
     finally:  # records in plan order, whichever order the executor finished them in
         outcome.records.sort(key=lambda rec: position.get(rec.cell.key, 0))
+
+
+def _disturbed(record: CellRecord) -> bool:
+    return bool((record.environment.get("disturbance") or {}).get("disturbed"))
+
+
+def _attempt(record: CellRecord) -> dict:
+    """What a disturbed attempt measured, kept in the record of the attempt that counts."""
+    return {"started_at": record.started_at, "reasons": record.environment["disturbance"]["reasons"],
+            "values": {k: m.value for k, m in record.metrics.items() if k in _RETRY_KEPT}}
+
+
+_RETRY_KEPT = ("train_throughput", "infer_throughput", "latency_p50_ms", "fine_tune_wall_s")
+
+
+def _with_retries(record: CellRecord, attempts: list[dict]) -> CellRecord:
+    if not attempts or "disturbance" not in record.environment:
+        return record
+    verdict = {**record.environment["disturbance"], "retried": list(attempts)}
+    return replace(record, environment={**record.environment, "disturbance": verdict})
 
 
 def _finish(manifest: dict, outcome: RunOutcome, executor: Executor, threads: int) -> None:

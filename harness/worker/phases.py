@@ -25,6 +25,7 @@ from zoo.contract import EvalData, FineTuneConfig, Framework, TrainData
 from zoo.models.inputs import rows
 
 from harness.plan.cells import Settings
+from harness.measure import contention
 from harness.measure.meter import StepMeter, steady_start, steps_for_window, window_durations, window_throughputs
 from harness.results.metrics import BUILTIN
 from harness.results.records import Metric
@@ -113,7 +114,8 @@ def _throughput(run: Callable[[int, StepMeter], None], probe_step_s: float, sett
     k = settings.window_steps or steps_for_window(probe_step_s)
     budget = warmup_cap(settings.warmup_cap, probe_step_s)
     warm_windows, pre = divmod(budget, k)
-    meter = StepMeter(sync_every=k, sync_offset=pre)
+    start_mark = contention.sample()
+    meter = StepMeter(sync_every=k, sync_offset=pre, mark=contention.sample)
     with gc_paused():
         run(pre + (warm_windows + settings.windows) * k, meter)
     durations = window_durations(meter, k, start=pre)
@@ -121,8 +123,13 @@ def _throughput(run: Callable[[int, StepMeter], None], probe_step_s: float, sett
     rates = window_throughputs(meter, settings.windows, pre + skip * k, steps_per_window=k)
     if not rates:
         raise ContractViolation(f"{unit_name}: no complete timing window (steps recorded: {len(meter.starts)})")
-    return BUILTIN.from_samples(name, rates), {"warmup_steps": pre + skip * k, "window_steps": k,
-                                                                "windows": len(rates)}
+    first = pre + skip * k  # the measured windows end at steps first + k - 1, first + 2k - 1, ...
+    ends = {first + (w + 1) * k - 1 for w in range(len(rates))}
+    before = [m for i, m in meter.marks if i == first - 1] or [start_mark]
+    marks = before[:1] + [m for i, m in meter.marks if i in ends]
+    cpu = contention.summary(contention.windows(marks, settings.threads))
+    return BUILTIN.from_samples(name, rates), {"warmup_steps": first, "window_steps": k, "windows": len(rates),
+                                               **({"contention": cpu} if cpu else {})}
 
 
 def warmup_cap(cap: int, step_s: float, budget_s: float = 2.0) -> int:

@@ -14,10 +14,11 @@ the class from a plugin's :func:`zoo.hookspecs.zoo_executors` hook (or pass an i
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, ClassVar, Iterator, Sequence
 
+from harness.measure import contention
 from harness.plan.cells import CellPlan
 from harness.results.records import CellRecord
 
@@ -85,3 +86,16 @@ class Executor(abc.ABC):
 
     def close(self) -> None:
         """Release what the executor holds (connections, scratch files); called once at the end."""
+
+
+def with_disturbance(record: CellRecord, peak_after_gflops: float) -> CellRecord:
+    """``record`` with its contention verdict (``environment.disturbance``): the CPU share its
+    timing windows got (measured by the worker) and the device peak probed right after the cell
+    against the run-start probe it was planned with (measured by the executor, where it ran)."""
+    if record.status != "ok":
+        return record
+    measurement = record.environment.get("measurement", {})
+    phases = {name: measurement.get(name, {}).get("contention", {}) for name in ("inference", "training")}
+    verdict = contention.judge({k: v for k, v in phases.items() if v},
+                               record.environment.get("peak_gflops", 0.0) or 0.0, peak_after_gflops)
+    return replace(record, environment={**record.environment, "disturbance": verdict})

@@ -19,7 +19,7 @@ from harness.plan.cells import CellPlan
 from harness.results.jsonio import dumps
 from harness.results.records import CellRecord, ErrorInfo, record_from_dict
 from harness.results.store import utc_now
-from harness.run.executors.base import CellJob, Executor
+from harness.run.executors.base import CellJob, Executor, with_disturbance
 from harness.run.logcap import CappedLog
 from harness.run.processes import is_subreaper, kill_orphans, kill_tree, signals_deferred, write_pid_file
 from harness.worker.parent import PARENT_ENV
@@ -70,7 +70,14 @@ class LocalExecutor(Executor):
             if on_start is not None:
                 on_start(job)
             record = run_cell(job.plan, self.options.work_dir, job.log_path, self.options.timeout_s, job.name)
-            yield job, record
+            yield job, with_disturbance(record, self._peak_after(job.plan))
+
+    def _peak_after(self, plan: CellPlan) -> float:
+        """The CPU peak right after a cell, to compare with the run-start probe (0: not probed)."""
+        cell = plan.cell
+        if cell.device != "cpu" or not plan.settings.peak_gflops:
+            return 0.0
+        return peak.measure(cell.device, cell.precision, plan.settings.threads).gflops
 
     def measure_peaks(self, pairs: Sequence[tuple[str, str]], threads: int) -> dict[str, dict]:
         return {f"{device}/{precision}": asdict(peak.measure(device, precision, threads))

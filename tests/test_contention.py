@@ -1,0 +1,52 @@
+"""A contended machine is detected, not trusted: a cell run while busy loops are pinned to its CPU
+is marked disturbed (with the reason, in the record and on the terminal); the same cell alone is
+not. Real processes on real cores."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+FAULTY = str(ROOT / "tests" / "faulty")
+BUSY = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True:\n    pass\n"
+
+
+def bench(tmp_path, run_id: str, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": FAULTY}
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "-p", "faulty_plugin", "bench", "-f", "healthy",
+                           "-m", "cnn", "--epochs", "1", "--windows", "3", "--threads", "1", "--results-dir",
+                           str(tmp_path), "--run-id", run_id, *extra], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc, json.loads((tmp_path / run_id / "results.jsonl").read_text().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_busy_loops_on_the_cells_cpu_mark_it_disturbed_and_alone_it_is_not(tmp_path):
+    cpu = sorted(os.sched_getaffinity(0))[0]  # a one-thread cell is pinned to the first allowed CPU
+    hogs = [subprocess.Popen([sys.executable, "-c", BUSY, str(cpu)]) for _ in range(2)]
+    try:
+        proc, busy = bench(tmp_path, "busy", "--retry-disturbed", "1")
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    verdict = busy["environment"]["disturbance"]
+    print("busy:", busy["environment"]["measurement"]["inference"]["contention"])
+    assert verdict["disturbed"], verdict
+    assert any("of the CPU it asked for" in r for r in verdict["reasons"])
+    assert busy["environment"]["measurement"]["inference"]["contention"]["min_cpu_share"] < 0.6  # two hogs and the cell share one CPU
+    assert len(verdict["retried"]) == 1  # run again once; the disturbed attempt's numbers are kept
+    assert "disturbed:" in proc.stdout and "ok, disturbed" in proc.stdout
+
+    _, alone = bench(tmp_path, "alone")
+    verdict = alone["environment"]["disturbance"]
+    print("alone:", alone["environment"]["measurement"]["inference"]["contention"], verdict["peak_drift"])
+    assert not verdict["disturbed"], verdict["reasons"]
+    assert alone["environment"]["measurement"]["inference"]["contention"]["min_cpu_share"] >= 0.9
