@@ -65,9 +65,12 @@ def results_table(records: Sequence[CellRecord], title: str = "", catalogue: Cat
 
 
 def disturbance_reasons(record: CellRecord) -> list[str]:
-    """Why the cell's numbers are suspect (another process on its cores), or ``[]``."""
+    """Why the cell's numbers are suspect (another process on its cores, thread pools that are not
+    the ones it was given), or ``[]``."""
     verdict = record.environment.get("disturbance") or {}
-    return list(verdict.get("reasons", [])) if verdict.get("disturbed") else []
+    pools = record.environment.get("thread_pools") or {}
+    return (list(verdict.get("reasons", [])) if verdict.get("disturbed") else []) + [
+        f"unfair threads: {m}" for m in pools.get("mismatches", [])]
 
 
 def _status(record: CellRecord) -> str:

@@ -30,6 +30,7 @@ from zoo.init import init_weights, with_new_head
 
 from harness.measure import machine
 from harness.measure.affinity import pin_threads
+from harness.measure.threadpools import fairness, thread_pools
 from harness.plan.cells import CellPlan
 from zoo.plugin_host import worker_host
 from harness.plugins.registry import build_registry
@@ -125,6 +126,8 @@ class CellRun:
 
         with phase("memory", tracked=False):
             self.trackers.finish()
+            # every pool is loaded by now: compare them with what the cell was given
+            self.environment["thread_pools"] = fairness(thread_pools(), settings.threads)
             for key, value in adapter.memory(cell.device).items():
                 self.metric(f"framework_{key.removesuffix('_bytes')}_mb", value / 2**20)
             self._parameter_bytes(spec, shape, classes)
