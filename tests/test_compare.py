@@ -199,3 +199,51 @@ def test_different_requested_settings_are_warned_about(tmp_path):
                      manifest=lambda m: {**m, "request": {**m["request"], "threads": 7}})
     c = _compare(RECORDED / "aa-1", other)
     assert any("different threads" in w for w in c.warnings)
+
+
+def test_a_190x_latency_slowdown_is_a_regression_even_in_a_noisy_cell(tmp_path):
+    """Noise must not hide a change larger than any noise seen: batch-1 latency 0.025 -> 4.8 ms
+    used to say 'unstable' and exit 0."""
+    target = _most_stable_cell()
+
+    def hugely_slow(r):
+        if r["cell"]["key"] != target:
+            return r
+        r = scale_timings(r, 190.0)
+        return spread_samples(r, "latency_p50_ms", 0.40)  # and noisy with it
+
+    slow = copy_run(RECORDED / "aa-2", tmp_path / "slow", hugely_slow)
+    c = _compare(RECORDED / "aa-1", slow)
+    latency = c.rows[(c.rows["cell_key"] == target) & (c.rows["metric"] == "latency_p50_ms")].iloc[0]
+    assert latency["cv_candidate"] > 0.10  # the cell is noisy ...
+    assert latency["verdict"] == "regressed", latency.to_dict()  # ... and still regressed
+    assert "whole CI lies past" in latency["note"]
+    proc = zoo("compare", str(RECORDED / "aa-1"), str(slow))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+
+
+def test_a_moderate_change_in_a_noisy_cell_stays_unstable(tmp_path):
+    target = _most_stable_cell()
+    noisy = copy_run(RECORDED / "aa-2", tmp_path / "noisy", lambda r: spread_samples(
+        scale_timings(r, 1.20), "latency_p50_ms", 0.40) if r["cell"]["key"] == target else r)
+    c = _compare(RECORDED / "aa-1", noisy)
+    latency = c.rows[(c.rows["cell_key"] == target) & (c.rows["metric"] == "latency_p50_ms")].iloc[0]
+    assert latency["verdict"] == "unstable"
+
+
+def test_user_thresholds_change_the_gate(tmp_path):
+    from harness.analysis.compare import parse_threshold
+    from harness.results.metrics import BUILTIN
+
+    assert parse_threshold("train_throughput=3%") == ("train_throughput", 0.03)
+    assert parse_threshold("accuracy=1") == ("accuracy", 1.0)
+    for bad in ("train_throughput", "nope=3%", "train_throughput=-1%", "train_throughput=nan", "parameters=1"):
+        with pytest.raises(ValueError, match="--threshold"):
+            parse_threshold(bad)
+    target = _most_stable_cell()
+    slow = copy_run(RECORDED / "aa-2", tmp_path / "slow",
+                    lambda r: scale_timings(r, 1.10) if r["cell"]["key"] == target else r)
+    loose = CompareSettings(catalogue=BUILTIN.with_thresholds({"latency_p50_ms": 0.50}))
+    c = _compare(RECORDED / "aa-1", slow, settings=loose)
+    latency = c.rows[(c.rows["cell_key"] == target) & (c.rows["metric"] == "latency_p50_ms")].iloc[0]
+    assert latency["verdict"] == "unchanged"  # +10 % is within a 50 % threshold

@@ -8,7 +8,10 @@ compare :class:`~zoo.metrics.Rule` (``catalogue.compare_rules()``):
    (absolute rules: accuracy, in points), from the records' aggregate values.
 2. With raw samples on both sides (at least 2 each) the samples decide. A cell is ``unstable``
    when any of its sampled metrics, in either run, has a spread above ``max_cv`` (the larger of
-   the MAD- and IQR-based robust CVs); then all its sampled metrics are ``unstable``. Otherwise a
+   the MAD- and IQR-based robust CVs); then all its sampled metrics are ``unstable`` — except a
+   change whose whole confidence interval lies past :data:`WIDE_MARGIN` times the threshold and
+   :data:`NOISE_MARGIN` times that spread: it is ``regressed``/``improved`` however noisy the
+   cell (noise cannot hide a change larger than any noise seen). Otherwise a
    one-sided Mann-Whitney U test asks whether the candidate is beyond the threshold in either
    direction (the baseline samples shifted by the threshold; exact for up to 20 samples a side
    without ties, normal approximation with tie and continuity correction otherwise), giving
@@ -45,8 +48,37 @@ __all__ = ["VERDICTS", "CompareSettings", "Comparison", "NotComparable", "Rule",
            "compare_results", "mann_whitney", "mann_whitney_rows", "night_noise", "robust_cv_rows"]
 
 VERDICTS = ("regressed", "improved", "unchanged", "unstable", "new", "missing")
+#: An unstable cell's change still counts when its whole CI is beyond this many thresholds ...
+WIDE_MARGIN = 3.0
+#: ... and beyond this many times the larger robust CV of the two runs.
+NOISE_MARGIN = 5.0
 #: Request settings that change what is measured; a difference between the runs is warned about.
 REQUEST_KEYS = ("threads", "epochs", "windows", "window_steps", "batch_size", "learning_rate", "seed", "warmup_cap")
+
+
+def parse_threshold(text: str, catalogue: Catalogue = BUILTIN) -> tuple[str, float]:
+    """``"train_throughput=3%"`` -> ``("train_throughput", 0.03)``; ``"accuracy=1"`` -> 1 point.
+    A relative rule takes a percentage (``%``) or a fraction; an absolute one the metric's unit."""
+    name, sep, value = text.partition("=")
+    name, value = name.strip(), value.strip()
+    if not sep or not name or not value:
+        raise ValueError(f"--threshold {text!r}: write METRIC=VALUE, e.g. train_throughput=3% or accuracy=1")
+    definition = catalogue.definition(name)
+    rule = definition.compare
+    if rule is None:
+        raise ValueError(f"--threshold {text!r}: {name!r} is not a compared metric")
+    percent = value.endswith("%")
+    try:
+        number = float(value.rstrip("%"))
+    except ValueError:
+        raise ValueError(f"--threshold {text!r}: {value!r} is not a number") from None
+    if not np.isfinite(number) or number <= 0:
+        raise ValueError(f"--threshold {text!r}: the threshold must be a finite number above 0")
+    if rule.kind == "relative":
+        return name, number / 100 if percent else number
+    if percent and definition.unit != "%":
+        raise ValueError(f"--threshold {text!r}: {name} is compared in {definition.unit or 'its unit'}, not percent")
+    return name, number
 
 
 @dataclass(frozen=True)
@@ -218,11 +250,16 @@ def _judge(rows: pd.DataFrame, s: CompareSettings) -> pd.DataFrame:
     # one disturbed timing metric makes the whole cell's timings untrustworthy in that comparison
     keys = rows["cell_key"].to_numpy()
     disturbed = pd.Series(noisy).groupby(keys).transform("any").to_numpy(bool)
-    unstable = sampled & disturbed
-    family = sampled & ~unstable
+    # a change whose whole interval lies far beyond the threshold and beyond any spread seen is real
+    # however noisy the cell: noise cannot hide a 190x slowdown (the interval already carries the spread)
+    near = np.fmin(np.abs(full["ci_low"]), np.abs(full["ci_high"]))
+    one_side = np.sign(full["ci_low"]) == np.sign(full["ci_high"])
+    decisive = sampled & disturbed & one_side & (near > WIDE_MARGIN * threshold) & (near > NOISE_MARGIN * cv)
+    unstable = sampled & disturbed & ~decisive
+    family = sampled & ~unstable & ~decisive
     q = np.full(n, np.nan)
     q[family] = benjamini_hochberg(p[family])
-    significant = np.where(sampled, q < s.alpha, True)  # single values: the threshold alone decides
+    significant = np.where(sampled & ~decisive, q < s.alpha, True)  # single values: the threshold alone decides
     worse = np.where(sampled, p_worse <= p_better, gain < 0)
     verdict = np.full(n, "unchanged", dtype=object)
     verdict[both & big & significant & worse] = "regressed"
@@ -236,6 +273,8 @@ def _judge(rows: pd.DataFrame, s: CompareSettings) -> pd.DataFrame:
     via = unstable & ~noisy
     note[via] = [f"cell disturbed ({c} unstable)" for c in cause[via]]
     note[both & ~sampled] = "no samples: threshold only"
+    note[decisive] = [f"spread is high, but the whole CI lies past {WIDE_MARGIN:g}x the threshold and {NOISE_MARGIN:g}x "
+                      f"the spread (robust CV {100 * v:.0f}%)" for v in cv[decisive]]
     quiet = both & within_night & (np.abs(change) > threshold) & ~unstable
     note[quiet] = [f"within run-to-run noise (±{fmt_noise(v, k)} over {int(r)} runs)"
                    for v, k, r in zip(night[quiet], kind[quiet], rows["runs"].to_numpy()[quiet])]

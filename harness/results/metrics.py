@@ -154,6 +154,17 @@ class Catalogue(Mapping):
             # a name no definition could have (an old record's) is still shown by its name
             return MetricDef(name) if _plain_name(name) else MetricDef("unnamed", label=name)
 
+    def with_thresholds(self, thresholds: Mapping[str, float]) -> "Catalogue":
+        """A catalogue whose compare rules use the user's thresholds (``zoo compare --threshold``):
+        a fraction for relative rules (0.03 = 3 %), the metric's unit for absolute ones."""
+        unknown = [n for n in thresholds if n not in self or self[n].compare is None]
+        if unknown:
+            compared = ", ".join(n for n, d in self._exact.items() if d.compare is not None)
+            raise ValueError(f"--threshold: {', '.join(map(repr, unknown))} is not a compared metric; choose from "
+                             f"{compared}")
+        return Catalogue(replace(d, compare=replace(d.compare, threshold=thresholds[d.name]))
+                         if d.name in thresholds else d for d in self.definitions)
+
     def extended(self, definitions: Iterable[MetricDef]) -> "Catalogue":
         """A catalogue with ``definitions`` added (a name defined twice raises ``ValueError``)."""
         return Catalogue((*self.definitions, *definitions))
