@@ -48,3 +48,28 @@ def test_windows_start_on_a_synchronised_step_after_a_partial_warmup() -> None:
     meter = StepMeter(sync_every=4, sync_offset=3)
     synced = [i for i in range(11) if meter.wants_sync(i)]
     assert synced == [0, 2, 6, 10]  # the warm-up's last step, then every window's last
+
+
+def test_the_inference_probe_works_with_fewer_than_three_batches():
+    """A test set of one batch (e.g. --batch-size 512 on a small task) used to fail every cell."""
+    import numpy as np
+
+    from harness.worker.phases import inference_throughput
+    from zoo.models import builtin_model
+
+    spec = builtin_model("mlp")
+
+    class Reference:
+        def evaluate(self, model, data, meter):
+            out = []
+            for x in data.batches():
+                with meter.step(len(x)):
+                    out.append(spec.reference_forward(model, x).astype(np.float32))
+            return np.concatenate(out)
+
+    from zoo.init import init_weights
+
+    weights = init_weights(spec, (8, 8, 1), 10, seed=0)
+    x = np.random.default_rng(0).random((40, 8, 8, 1), dtype=np.float32)
+    metric, details = inference_throughput(Reference(), weights, x, 64, 10, Settings(windows=2, warmup_cap=5))
+    assert metric.value > 0 and details["windows"] == 2

@@ -145,7 +145,8 @@ def inference_throughput(adapter: Framework, model: Any, x: Any, batch_size: int
     """Forward passes at the task's batch size over the test images, cycled as needed."""
     batches = eval_order(rows(x), batch_size)
     probe = StepMeter()
-    check_logits(adapter.evaluate(model, EvalData(x, batches[:3]), probe), 3 * batch_size, num_classes, "evaluate")
+    probe_batches = tuple(islice(cycle(batches), 3))  # three steps even when the test set has fewer batches
+    check_logits(adapter.evaluate(model, EvalData(x, probe_batches), probe), 3 * batch_size, num_classes, "evaluate")
     probe_s = float(np.median(probe.durations_s))
 
     def run(steps: int, meter: StepMeter) -> None:
