@@ -68,14 +68,20 @@ def volatile_info() -> dict[str, Any]:
 
 
 def harness_commit(repo: Path | None = None) -> dict[str, Any]:
-    """The git commit of the harness and whether the tree had changes, when run from a checkout."""
-    repo = repo or Path(__file__).resolve().parent.parent
+    """The git commit of the harness, whether the tree had changes, and a hash of those changes
+    (so two runs from one uncommitted tree can still be told to be the same install)."""
+    repo = repo or Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
                                 text=True, timeout=5, check=True).stdout.strip()
         dirty = bool(subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
                                     capture_output=True, text=True, timeout=5).stdout.strip())
-        return {"commit": commit, "dirty": dirty}
+        out: dict[str, Any] = {"commit": commit, "dirty": dirty}
+        if dirty:
+            diff = subprocess.run(["git", "-C", str(repo), "diff", "HEAD", "--no-color"], capture_output=True,
+                                  timeout=10).stdout
+            out["diff_sha256"] = hashlib.sha256(diff).hexdigest()
+        return out
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
 

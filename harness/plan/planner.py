@@ -107,6 +107,12 @@ def plan_cells(request: BenchRequest, registry: Registry, run_id: str) -> list[P
             trackers=trackers,
         )
         planned.append(PlannedCell(cell, plan))
+    if request.only_cells:
+        wanted = set(request.only_cells)
+        planned = [p for p in planned if p.cell.key in wanted]
+        missing = wanted - {p.cell.key for p in planned}
+        if missing:
+            raise PlanError(f"cells not in this matrix: {', '.join(sorted(missing))}")
     return planned
 
 

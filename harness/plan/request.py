@@ -42,5 +42,6 @@ class BenchRequest:
     checkpoint: str = ""  # start every cell of its model from this checkpoint (else the task's)
     trigger: str = "manual"
     executor: str = "local"  # where cells run: harness.run.executors
+    only_cells: Sequence[str] = ()  # run only these cell keys of the matrix (zoo compare --confirm)
     retry_disturbed: int = 0  # runs again of a cell another process disturbed (harness.measure.contention)
 
