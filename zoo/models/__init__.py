@@ -7,6 +7,7 @@ parameter is for (:class:`ParamSpec` ``role``, one of :data:`ROLES`)."""
 from __future__ import annotations
 
 from zoo.models.cnn import CNNSpec, ConvLayer
+from zoo.models.efficientnet import EFFICIENTNET_LITE_MODELS, EfficientNetLiteSpec, MBConv
 from zoo.models.inputs import INPUT_KINDS, InputSpec, image_input, text_inputs
 from zoo.models.mlp import MLPSpec
 from zoo.models.params import ROLES, STATE_ROLES, ParamSpec
@@ -38,7 +39,8 @@ def builtin_model(name: str) -> ModelSpec:
 
 
 __all__ = [
-    "BUILTIN_MODELS", "CNNSpec", "CORE_MODELS", "ConvBN", "ConvLayer", "ExampleShapes", "HEAD_PREFIX",
+    "BUILTIN_MODELS", "CNNSpec", "CORE_MODELS", "ConvBN", "ConvLayer", "EFFICIENTNET_LITE_MODELS",
+    "EfficientNetLiteSpec", "MBConv", "ExampleShapes", "HEAD_PREFIX",
     "INPUT_KINDS", "InputSpec", "MLPSpec", "ModelSpec", "ParamSpec", "RESNET_MODELS", "ROLES", "ResNetSpec",
     "ResidualBlock", "STATE_ROLES", "builtin_model", "image_input", "text_inputs",
 ]

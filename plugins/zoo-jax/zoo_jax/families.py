@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, Mapping
 
-from zoo.models import CNNSpec, MLPSpec, ResNetSpec
+from zoo.models import CNNSpec, EfficientNetLiteSpec, MLPSpec, ResNetSpec
 
 #: Model family -> the function that builds its Flax module, ``fn(spec, num_classes, dtype,
 #: train_bn)``, as "module:function" (imported only when a model is built, so planning never
@@ -15,6 +15,7 @@ FAMILIES: Mapping[str, str] = {
     MLPSpec.family: "zoo_jax.modules:mlp",
     CNNSpec.family: "zoo_jax.modules:cnn",
     ResNetSpec.family: "zoo_jax.resnet:resnet",
+    EfficientNetLiteSpec.family: "zoo_jax.efficientnet:efficientnet_lite",
 }
 
 

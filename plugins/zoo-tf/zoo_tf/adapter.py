@@ -36,7 +36,7 @@ from zoo.contract import (
     TrainData,
     Weights,
 )
-from zoo.models import CNNSpec, InputSpec, MLPSpec, ModelSpec, ResNetSpec
+from zoo.models import CNNSpec, EfficientNetLiteSpec, InputSpec, MLPSpec, ModelSpec, ResNetSpec
 
 #: Model family -> the function that builds its Keras features, ``fn(spec, x, backbone_policy)``,
 #: as "module:function" (imported only when a model is built, so planning never imports
@@ -45,6 +45,7 @@ FAMILIES: Mapping[str, str] = {
     MLPSpec.family: "zoo_tf.modules:mlp_features",
     CNNSpec.family: "zoo_tf.modules:cnn_features",
     ResNetSpec.family: "zoo_tf.resnet:resnet_pooled",
+    EfficientNetLiteSpec.family: "zoo_tf.efficientnet:efficientnet_lite_pooled",
 }
 
 

@@ -21,7 +21,7 @@ from zoo.contract import (
     Support,
     TrainData,
 )
-from zoo.models import CNNSpec, InputSpec, MLPSpec, ModelSpec, ParamSpec, ResNetSpec
+from zoo.models import CNNSpec, EfficientNetLiteSpec, InputSpec, MLPSpec, ModelSpec, ParamSpec, ResNetSpec
 
 #: Model family -> the torch module class that builds it, as "module:class" (imported only when
 #: a model is built, so planning never imports torch). The one list of what zoo-torch builds:
@@ -30,6 +30,7 @@ FAMILIES: Mapping[str, str] = {
     MLPSpec.family: "zoo_torch.modules:MLP",
     CNNSpec.family: "zoo_torch.modules:CNN",
     ResNetSpec.family: "zoo_torch.resnet:ResNet",
+    EfficientNetLiteSpec.family: "zoo_torch.efficientnet:EfficientNetLite",
 }
 
 
