@@ -8,13 +8,16 @@ pickle, from any source.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import math
 import os
 import re
+import stat
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Mapping
 
 import numpy as np
 
@@ -148,6 +151,134 @@ def locate_checkpoint(name: str, directories: list[Path]) -> tuple[CheckpointEnt
     )
 
 
+#: The largest header (the JSON after the 8-byte length) a safetensors file may have here. The
+#: safetensors library allows 100 MB; a zoo checkpoint's is a few KB, a large published model's
+#: well under 1 MB.
+MAX_HEADER_BYTES = 16 << 20
+#: The most tensor data one safetensors file may hold (default 4 GiB; ResNet-152 in float32 is
+#: 240 MB); ``$ZOO_MAX_CHECKPOINT_BYTES`` raises it.
+DEFAULT_MAX_CHECKPOINT_BYTES = 4 << 30
+#: Bytes per element of each safetensors dtype.
+DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+
+
+def max_checkpoint_bytes() -> int:
+    """The tensor-data limit: ``$ZOO_MAX_CHECKPOINT_BYTES`` or :data:`DEFAULT_MAX_CHECKPOINT_BYTES`."""
+    raw = os.environ.get("ZOO_MAX_CHECKPOINT_BYTES", "").strip()
+    if not raw:
+        return DEFAULT_MAX_CHECKPOINT_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        raise CheckpointError(f"ZOO_MAX_CHECKPOINT_BYTES={raw!r} is not a whole number of bytes") from None
+    if value < 1:
+        raise CheckpointError(f"ZOO_MAX_CHECKPOINT_BYTES={raw!r} must be at least 1")
+    return value
+
+
+def check_safetensors_header(fh: BinaryIO, size: int, path: Path | str) -> dict[str, Any]:
+    """Read and check the header of the safetensors file open as ``fh`` (``size`` bytes in all)
+    *before* any tensor is read: the 8-byte little-endian header length must fit the file and
+    :data:`MAX_HEADER_BYTES`; the header must be a UTF-8 JSON object whose every tensor has a
+    known dtype, a shape of non-negative integers, and ``data_offsets`` inside the file whose
+    length is exactly shape x dtype; the tensors must neither overlap nor leave gaps, and their
+    data must fit :func:`max_checkpoint_bytes`. Raises :class:`CheckpointError` naming the file
+    and what is wrong; returns the header. Reads at most 8 + the header's length bytes."""
+    limit = max_checkpoint_bytes()
+
+    def refuse(why: str) -> CheckpointError:
+        return CheckpointError(f"{path}: refused before loading it: {why}; this is not a safetensors file zoo-bench "
+                               "will read (corrupt, truncated, or crafted)")
+
+    if size < 8:
+        raise refuse(f"the file is {size} bytes, too short for the 8-byte header length")
+    fh.seek(0)
+    n = int.from_bytes(fh.read(8), "little")
+    if n > MAX_HEADER_BYTES:
+        raise refuse(f"its header length field says {n} bytes, more than the {MAX_HEADER_BYTES} bytes a header "
+                     "may have")
+    if 8 + n > size:
+        raise refuse(f"its header length field says {n} bytes, but the file has only {size - 8} bytes after it")
+    data_size = size - 8 - n
+    if data_size > limit:
+        raise refuse(f"it holds {data_size} bytes of tensor data, more than the limit of {limit} bytes "
+                     "(ZOO_MAX_CHECKPOINT_BYTES raises it)")
+    raw = fh.read(n)
+    if len(raw) != n:
+        raise refuse("the file ended inside its header (it changed while it was read?)")
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise refuse(f"its header is not UTF-8 text (byte {exc.start + 1})") from None
+    except json.JSONDecodeError as exc:
+        raise refuse(f"its header is not JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(header, dict):
+        raise refuse("its header is not a JSON object")
+    spans = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            if info is not None and not (isinstance(info, dict) and all(isinstance(v, str) for v in info.values())):
+                raise refuse("its __metadata__ is not a map of text to text")
+            continue
+        if not isinstance(info, dict):
+            raise refuse(f"tensor {name!r} is described by {type(info).__name__}, not an object")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if dtype not in DTYPE_BYTES:
+            raise refuse(f"tensor {name!r} has dtype {dtype!r}, not one of {', '.join(DTYPE_BYTES)}")
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+            raise refuse(f"tensor {name!r} has shape {shape!r}, not a list of non-negative integers")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
+                and 0 <= offsets[0] <= offsets[1]):
+            raise refuse(f"tensor {name!r} has data_offsets {offsets!r}, not [begin, end] with 0 <= begin <= end")
+        # with every dimension counted (a zero one too): numpy refuses shapes whose other dimensions overflow
+        promised = math.prod(max(d, 1) for d in shape) * DTYPE_BYTES[dtype]
+        nbytes = math.prod(shape) * DTYPE_BYTES[dtype]
+        if promised > limit:
+            raise refuse(f"tensor {name!r} promises shape {shape} of {dtype}, {promised} bytes, more than the limit "
+                         f"of {limit} bytes (the file has {data_size} bytes of data)")
+        begin, end = offsets
+        if end > data_size:
+            raise refuse(f"tensor {name!r} has data_offsets [{begin}, {end}], outside the file's {data_size} bytes "
+                         "of tensor data")
+        if end - begin != nbytes:
+            raise refuse(f"tensor {name!r} of shape {shape} and dtype {dtype} needs {nbytes} bytes, but its "
+                         f"data_offsets [{begin}, {end}] give {end - begin}")
+        spans.append((begin, end, name))
+    at, previous = 0, ""
+    for begin, end, name in sorted(spans):
+        if begin < at:
+            raise refuse(f"tensor {name!r} (bytes {begin}-{end}) overlaps tensor {previous!r}, which ends at {at}")
+        if begin > at:
+            raise refuse(f"bytes {at}-{begin} before tensor {name!r} belong to no tensor")
+        at, previous = end, name
+    if at != data_size:
+        raise refuse(f"its tensors cover {at} of the file's {data_size} bytes of tensor data")
+    return header
+
+
+def read_safetensors_file(path: Path | str) -> bytes:
+    """The bytes of a safetensors file, read only after :func:`check_safetensors_header` passed
+    on the file (so a file promising more than it holds, or more than the limit, is refused
+    before anything big is allocated), and checked again on the bytes read. Raises
+    :class:`CheckpointError` naming the file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise CheckpointError(f"{path}: refused: not a regular file")
+            check_safetensors_header(fh, info.st_size, path)
+            fh.seek(0)
+            data = fh.read(info.st_size + 1)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) != info.st_size:
+        raise CheckpointError(f"{path}: refused: the file changed size while it was read")
+    check_safetensors_header(io.BytesIO(data), len(data), path)
+    return data
+
+
 def load_checkpoint(name: str, directory: Path = BUILTIN_DIR) -> tuple[CheckpointEntry, dict[str, np.ndarray]]:
     """Verify ``name``'s sha256 against the manifest, then read its canonical weights."""
     from safetensors.numpy import load as load_safetensors
@@ -163,7 +294,7 @@ def load_checkpoint(name: str, directory: Path = BUILTIN_DIR) -> tuple[Checkpoin
                               "is not a plain file name in that directory; the manifest was edited or is corrupt")
     if not path.exists():
         raise CheckpointError(f"checkpoint file {path} is missing; reinstall zoo-bench or run `zoo pretrain`")
-    data = path.read_bytes()
+    data = read_safetensors_file(path)  # the header is checked before the file is read
     actual = hashlib.sha256(data).hexdigest()
     if actual != entry.sha256:
         raise CheckpointError(

@@ -1,8 +1,10 @@
-"""What several commands share: loading plugins into a registry and reporting plugin problems."""
+"""What several commands share: loading plugins into a registry, reporting plugin problems, and
+warning about stored runs that could not be read."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -33,3 +35,9 @@ def split_csv(values: list[str] | None) -> list[str]:
     for value in values or []:
         out += [v.strip() for v in value.split(",") if v.strip()]
     return out
+
+
+def warn_skipped(results: Any, console: Console) -> None:
+    """One warning per run a results directory held that could not be read (it was left out)."""
+    for line in getattr(results, "skipped", ()):
+        console.print(f"[yellow]warning:[/] skipped run {escape(line)}", highlight=False)

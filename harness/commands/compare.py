@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from harness.commands.common import load_registry, report_problems, split_csv
+from harness.commands.common import load_registry, report_problems, split_csv, warn_skipped
 from harness.render.registry import format_help
 from harness.render.terminal import error_console, print_error
 from harness.results.metrics import BUILTIN, Catalogue
@@ -72,6 +72,21 @@ def fail_on_metrics(values: Sequence[str] | None, catalogue: Catalogue = BUILTIN
     return names
 
 
+def _check_machine_known(side: str, rs) -> None:
+    """A run without a manifest (or a manifest without the machine's fingerprint) is reported as
+    such, not as a run "from a different machine"."""
+    from harness.analysis.compare import NotComparable
+
+    row = rs.runs.iloc[0]
+    if row["run_status"] == "no manifest":
+        raise NotComparable(f"{side} {row['path']} has no manifest.json, so the machine that measured it is "
+                            "unknown and its timings cannot be checked against the other run's; restore the "
+                            "manifest, or pass --allow-machine-mismatch to compare anyway")
+    if not row["fingerprint"]:
+        raise NotComparable(f"{side} {row['path']}: its manifest.json has no machine fingerprint, so the machine "
+                            "that measured it is unknown; pass --allow-machine-mismatch to compare anyway")
+
+
 def run(args: argparse.Namespace) -> int:
     from harness.analysis.compare import CompareSettings, NotComparable, compare_results
     from harness.render.registry import check_output, renderers_for, write_output
@@ -91,12 +106,18 @@ def run(args: argparse.Namespace) -> int:
         settings = CompareSettings(alpha=args.alpha, max_cv=args.max_cv, catalogue=catalogue)
         names = list(settings.rules)  # only what the rule reads: big runs load much faster
         history = load_results([args.history], names) if args.history else None
+        if history is not None:
+            warn_skipped(history, err)
         both = load_results([b_path, c_path], names)  # one call: big runs are parsed in parallel
+        warn_skipped(both, err)  # a results directory given as a run is refused just below
         by_path = dict(zip(both.runs["path"], both.runs["run"]))
         if str(b_path) not in by_path or str(c_path) not in by_path:
             raise NotComparable("BASELINE and CANDIDATE must each be one run (a run directory or run id), "
                                 "not a results directory")
         baseline, candidate = (both.subset([by_path[str(p)]]) for p in (b_path, c_path))
+        if not args.allow_machine_mismatch:
+            for side, rs in (("BASELINE", baseline), ("CANDIDATE", candidate)):
+                _check_machine_known(side, rs)
         cmp = compare_results(baseline, candidate, settings, args.allow_machine_mismatch, history)
         failures = cmp.failures(fail_on, args.fail_on_missing)
         view = CompareView(cmp, args.all, tuple(fail_on), failures, catalogue)

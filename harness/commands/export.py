@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.commands.common import load_registry, report_problems
+from harness.commands.common import load_registry, report_problems, warn_skipped
 from harness.render.registry import format_help
 from harness.render.terminal import error_console, print_error
 
@@ -39,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
     report_problems(registry, err, getattr(args, "verbose", False))
     try:
         renderer = renderers_for(registry).get("export", args.format)
+        check_output(renderer, args.output)  # before loading: a bad -o costs nothing
         rs = load_results(resolve_runs([args.run_path], args.results_dir))
-        check_output(renderer, args.output)
+        warn_skipped(rs, err)
         rendered = renderer.views["export"](ExportView(rs, registry.catalogue))
         write_output(renderer, rendered, args.output, announce=True)
     except (LoadError, SchemaError, ValueError, OSError) as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.commands.common import load_registry, report_problems, split_csv
+from harness.commands.common import load_registry, report_problems, split_csv, warn_skipped
 from harness.render.registry import format_help
 from harness.render.terminal import error_console, print_error
 
@@ -44,12 +44,13 @@ def run(args: argparse.Namespace) -> int:
     catalogue = registry.catalogue
     try:
         renderer = renderers_for(registry).get("report", args.format)
+        check_output(renderer, args.output)  # before loading: a bad -o costs nothing
         metrics = split_csv(args.metrics) or list(catalogue.columns())
         # tabular formats carry every metric unless some were asked for
         wanted = None if renderer.every_metric and not args.metrics else metrics
         rs = load_results(resolve_runs(args.runs, args.results_dir), wanted)
+        warn_skipped(rs, err)
         sbs = side_by_side(rs, args.reference, metrics, catalogue)
-        check_output(renderer, args.output)
         view = ReportView(rs, sbs, title="zoo report · " + ", ".join(rs.runs["run"]), catalogue=catalogue)
         write_output(renderer, renderer.views["report"](view), args.output, announce=True)
     except (LoadError, SchemaError, ValueError, OSError) as exc:

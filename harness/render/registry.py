@@ -11,6 +11,8 @@ when used, so listing formats (``--help``, the plugin registry) imports no rende
 from __future__ import annotations
 
 import importlib
+import io
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,41 +101,90 @@ def format_help(view: str, default: str | None = "table") -> str:
     return f"output format: {', '.join(names)}, or one a plugin adds{tail}"
 
 
+class OutputError(ValueError):
+    """``-o`` names a place the output cannot be written; the message says why and what to do.
+    (A ``ValueError``, so a command exits 2, never 1, which ``zoo compare`` keeps for a regression.)"""
+
+
 def check_output(renderer: Renderer, output: Path | None) -> None:
-    """``ValueError`` when the renderer needs ``-o`` and none was given."""
-    if output is not None or not renderer.needs_output:
-        return
+    """``ValueError`` when the renderer needs ``-o`` and none was given; :class:`OutputError`
+    when ``output`` cannot be written (a directory where a file goes or the reverse, a missing
+    or read-only parent). Commands call it before loading anything, so a typo costs nothing."""
+    if output is None:
+        if not renderer.needs_output:
+            return
+        if renderer.output == "directory":
+            raise ValueError(f"--format {renderer.name} writes several files: add -o DIRECTORY")
+        raise ValueError(f"--format {renderer.name} writes a file: add -o FILE{renderer.suffix}")
+    output = Path(output)
     if renderer.output == "directory":
-        raise ValueError(f"--format {renderer.name} writes several files: add -o DIRECTORY")
-    raise ValueError(f"--format {renderer.name} writes a file: add -o FILE{renderer.suffix}")
+        if output.exists() and not output.is_dir():
+            raise OutputError(f"cannot write -o {output}: it exists and is not a directory; --format {renderer.name} "
+                              "writes several files into a directory, so give a directory")
+        parent = output if output.is_dir() else _existing_ancestor(output)
+        if not parent.is_dir():
+            raise OutputError(f"cannot write -o {output}: {parent} is not a directory")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot write -o {output}: the directory {parent} is not writable (permission denied); "
+                              "choose another -o")
+        return
+    if output.is_dir():
+        raise OutputError(f"cannot write -o {output}: it is a directory; give a file name, e.g. "
+                          f"{output / ('output' + (renderer.suffix or '.txt'))}")
+    parent = output.parent
+    if not parent.exists():
+        raise OutputError(f"cannot write -o {output}: the directory {parent} does not exist; create it "
+                          f"(mkdir -p {parent}) or choose another -o")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write -o {output}: {parent} is not a directory")
+    if output.exists() and not os.access(output, os.W_OK):
+        raise OutputError(f"cannot write -o {output}: the file is read-only (permission denied); choose another -o")
+    if not output.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write -o {output}: the directory {parent} is not writable (permission denied); "
+                          "choose another -o")
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for parent in path.parents:
+        if parent.exists():
+            return parent
+    return Path(".")
 
 
 def write_output(renderer: Renderer, rendered: Any, output: Path | None, announce: bool = False) -> None:
     """Write what ``renderer`` returned: to ``output`` (a file or, for ``directory`` output, a
-    directory) or standard output; ``announce`` prints ``wrote PATH`` for each file written."""
+    directory) or standard output; ``announce`` prints ``wrote PATH`` for each file written.
+    A failed write raises :class:`OutputError` naming the path and why."""
     check_output(renderer, output)
     if renderer.output == "console":
         from harness.render.terminal import wide_console
 
         if output is None:
             _print_all(wide_console(), rendered)
-        else:
-            with output.open("w", encoding="utf-8") as f:
-                _print_all(wide_console(file=f), rendered)
-        return
-    if renderer.output == "directory":
-        output.mkdir(parents=True, exist_ok=True)
-        files = [(output / name, content) for name, content in rendered.items()]
+            return
+        buffer = io.StringIO()
+        _print_all(wide_console(file=buffer), rendered)
+        files = [(Path(output), buffer.getvalue())]
+    elif renderer.output == "directory":
+        try:
+            Path(output).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot write -o {output}: {exc.strerror or exc}; choose another -o") from None
+        files = [(Path(output) / name, content) for name, content in rendered.items()]
     elif output is None:
         sys.stdout.write(rendered)
         return
     else:
-        files = [(output, rendered)]
+        files = [(Path(output), rendered)]
     for path, content in files:
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content, encoding="utf-8")
+        try:
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content, encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"cannot write -o {output}: writing {path} failed: {exc.strerror or exc}; "
+                              "choose another -o") from None
         if announce:
             print(f"wrote {path}")
 
@@ -143,5 +194,5 @@ def _print_all(console: Any, items: Iterable[Any]) -> None:
         console.print(item)
 
 
-__all__ = ["BUILTIN_FORMATS", "BUILTIN_RENDERERS", "Renderers", "VIEWS", "check_output", "format_help",
+__all__ = ["BUILTIN_FORMATS", "BUILTIN_RENDERERS", "OutputError", "Renderers", "VIEWS", "check_output", "format_help",
            "renderers_for", "write_output"]

@@ -20,7 +20,6 @@ objects, and big runs in parallel processes, so that 10,000 cells load in a few 
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing as mp
 import os
@@ -33,15 +32,11 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-try:  # about twice as fast on records full of samples; json is the fallback
-    from orjson import loads as _loads
-except ImportError:  # pragma: no cover - orjson is a dependency, but keep working without it
-    _loads = json.loads
-
-from harness.results.records import STATUSES, SchemaError, migrate_record
+from harness.results import manifest as _manifest
+from harness.results.manifest import MANIFEST_SCHEMA_VERSION, ManifestError  # noqa: F401 (re-exported)
+from harness.results.records import STATUSES, CorruptFileError, SchemaError, migrate_record, parse_json_lines
 from harness.results.store import MANIFEST_FILE, RESULTS_FILE
 
-MANIFEST_SCHEMA_VERSION = 1
 PARALLEL_BYTES = 32 << 20  # results files above this in total are parsed in parallel processes
 
 CELL_FIELDS = ("framework", "model", "task", "device", "precision", "batch_size", "freeze", "init", "variant")
@@ -62,6 +57,9 @@ class ResultSet:
     runs: pd.DataFrame
     cells: pd.DataFrame
     metrics: pd.DataFrame
+    #: Runs found inside a results directory that could not be read and were left out, one line
+    #: each naming the run and why (a command prints them as warnings).
+    skipped: tuple[str, ...] = ()
 
     def run_labels(self) -> list[str]:
         """Run labels in start order (oldest first)."""
@@ -70,17 +68,23 @@ class ResultSet:
     def subset(self, runs: Iterable[str]) -> "ResultSet":
         keep = set(runs)
         return ResultSet(self.runs[self.runs["run"].isin(keep)], self.cells[self.cells["run"].isin(keep)],
-                         self.metrics[self.metrics["run"].isin(keep)])
+                         self.metrics[self.metrics["run"].isin(keep)], self.skipped)
 
 
 def find_runs(paths: Iterable[Path | str]) -> list[Path]:
     """Run directories named by ``paths``: a run directory itself, or every run inside a results
     directory (sorted by name). Raises :class:`LoadError` for a path that holds no run."""
-    found: list[Path] = []
+    return list(_find_runs(paths))
+
+
+def _find_runs(paths: Iterable[Path | str]) -> dict[Path, bool]:
+    """Like :func:`find_runs`, each run with whether it was named itself (``True``) or found
+    inside a results directory (``False``)."""
+    found: dict[Path, bool] = {}
     for raw in paths:
         path = Path(raw)
         if (path / RESULTS_FILE).exists() or (path / MANIFEST_FILE).exists():
-            found.append(path)
+            found[path] = True
             continue
         if not path.is_dir():
             raise LoadError(f"{path}: no such run directory (expected {RESULTS_FILE} and {MANIFEST_FILE} in it, "
@@ -88,8 +92,9 @@ def find_runs(paths: Iterable[Path | str]) -> list[Path]:
         inner = sorted(p for p in path.iterdir() if (p / RESULTS_FILE).exists() or (p / MANIFEST_FILE).exists())
         if not inner:
             raise LoadError(f"{path}: holds no runs (no */{RESULTS_FILE}); pass a run directory or a results directory")
-        found += inner
-    return list(dict.fromkeys(found))
+        for run in inner:
+            found.setdefault(run, False)
+    return found
 
 
 def resolve_runs(names: Iterable[str], results_dir: Path | str = "results") -> list[Path]:
@@ -111,41 +116,47 @@ def resolve_runs(names: Iterable[str], results_dir: Path | str = "results") -> l
 
 def migrate_manifest(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
     """Manifests have their own version (``schema_version``, 1 today); a newer one is refused."""
-    version = data.get("schema_version", 1)
-    if not isinstance(version, int) or version > MANIFEST_SCHEMA_VERSION:
-        raise SchemaError(f"{path}: run manifest has schema version {version}, newer than this zoo-bench reads "
-                          f"({MANIFEST_SCHEMA_VERSION}); upgrade zoo-bench to read it")
-    return dict(data)
+    return _manifest.migrate_manifest(data, path)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a results file; a torn last line (a crash mid-write) is skipped."""
-    if not path.exists():
+    """The JSON objects of a results file; a torn last line (a crash mid-write) is skipped, any
+    other unreadable line is a :class:`LoadError` naming the file and line."""
+    return [obj for _, obj in _numbered_jsonl(path)]
+
+
+def _numbered_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
         return []
-    lines = path.read_bytes().splitlines()
-    out = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            out.append(_loads(line))
-        except ValueError:  # orjson refuses NaN, which records may hold: the json module reads it
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                if i == len(lines) - 1:
-                    continue
-                raise LoadError(f"{path}:{i + 1}: not a JSON record ({exc.msg})") from exc
-    return out
+    except OSError as exc:
+        raise LoadError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return list(parse_json_lines(data, path))
+    except CorruptFileError as exc:
+        raise LoadError(str(exc)) from None
+
+
+def _mapping(manifest: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any]:
+    value = manifest.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ManifestError(f"{path}: the run manifest's field {key!r} is {type(value).__name__}, not an object; "
+                            "the file is corrupt")
+    return value
 
 
 def _run_row(run_dir: Path) -> dict[str, Any]:
     manifest_path = run_dir / MANIFEST_FILE
-    manifest = migrate_manifest(json.loads(manifest_path.read_text()), manifest_path) if manifest_path.exists() else {}
-    machine = manifest.get("machine") or {}
-    stable = machine.get("stable") or {}
-    harness = manifest.get("harness") or {}
-    peaks = manifest.get("peaks") or {}  # {"cpu/fp32": {"gflops": ..., "source": ...}}, from the runner
+    manifest = _manifest.read_manifest(manifest_path) if manifest_path.exists() else {}
+    machine = _mapping(manifest, "machine", manifest_path)
+    stable = _mapping(machine, "stable", manifest_path)
+    harness = _mapping(manifest, "harness", manifest_path)
+    peaks = _mapping(manifest, "peaks", manifest_path)  # {"cpu/fp32": {"gflops": ..., "source": ...}}, from the runner
+    _mapping(machine, "volatile", manifest_path)
+    _mapping(manifest, "request", manifest_path)
     return {
         "run_id": manifest.get("run_id", run_dir.name), "run": manifest.get("run_id", run_dir.name),
         "path": str(run_dir), "started_at": manifest.get("started_at"), "finished_at": manifest.get("finished_at"),
@@ -171,9 +182,24 @@ def _float(v: Any) -> float:
 
 def load_results(paths: Iterable[Path | str], metrics: Iterable[str] | None = None) -> ResultSet:
     """Every record of the runs named by ``paths`` (see :func:`find_runs`), oldest run first.
-    ``metrics`` keeps only those metrics in the metrics frame (much faster for big runs)."""
-    run_dirs = find_runs(paths)
-    runs = [_run_row(d) for d in run_dirs]
+    ``metrics`` keeps only those metrics in the metrics frame (much faster for big runs).
+
+    A run that cannot be read (corrupt manifest or results, a newer schema) raises when it was
+    named itself; one found inside a results directory is left out, and
+    :attr:`ResultSet.skipped` says which and why (one bad night must not hide the others). When
+    every run is left out, :class:`LoadError` lists why."""
+    found = _find_runs(paths)
+    skipped: list[str] = []
+    run_dirs: list[Path] = []
+    runs: list[dict[str, Any]] = []
+    for d, named in found.items():
+        try:
+            runs.append(_run_row(d))
+            run_dirs.append(d)
+        except (ValueError, OSError) as exc:  # LoadError, SchemaError, ManifestError, ...
+            if named:
+                raise
+            skipped.append(f"{d}: {_reason(exc, d)}")
     counts: dict[str, int] = {}
     for r in runs:
         counts[r["run_id"]] = counts.get(r["run_id"], 0) + 1
@@ -189,7 +215,19 @@ def load_results(paths: Iterable[Path | str], metrics: Iterable[str] | None = No
     jobs = [(d, r["run"], keep) for d, r in zip(run_dirs, runs)]
     cells: list[tuple] = []
     rows: list[tuple] = []  # (cell index, metric fields...)
-    for run_cells, run_rows in _read_all(jobs):
+    read, kept_runs = [], []
+    for d, r, outcome in zip(run_dirs, runs, _read_all(jobs)):
+        if isinstance(outcome, BaseException):
+            if found[d]:
+                raise outcome
+            skipped.append(f"{d}: {_reason(outcome, d)}")
+            continue
+        read.append(outcome)
+        kept_runs.append(r)
+    runs = kept_runs
+    if not runs and skipped:
+        raise LoadError("no readable run: every run was left out:\n  " + "\n  ".join(skipped))
+    for run_cells, run_rows in read:
         offset = len(cells)
         cells += run_cells
         rows += [(i + offset, *rest) for i, *rest in run_rows] if offset else run_rows
@@ -209,30 +247,58 @@ def load_results(paths: Iterable[Path | str], metrics: Iterable[str] | None = No
     metrics_df = metrics_df[["run_order", *RUN_COLUMNS, *CELL_COLUMNS[1:], *METRIC_COLUMNS]]
     cells_df = cells_df.sort_values("run_order", kind="stable").reset_index(drop=True)
     metrics_df = metrics_df.sort_values("run_order", kind="stable").reset_index(drop=True)
-    return ResultSet(runs_df.drop(columns="run_order"), cells_df, metrics_df)
+    return ResultSet(runs_df.drop(columns="run_order"), cells_df, metrics_df, tuple(skipped))
+
+
+def _reason(exc: BaseException, run_dir: Path) -> str:
+    """Why a run was left out, without repeating the run's own path."""
+    text = str(exc)
+    prefix = f"{run_dir}/"
+    return text[len(prefix):] if text.startswith(prefix) else text
 
 
 def _read_run(run_dir: Path, run: str, keep: frozenset[str] | None) -> tuple[list[tuple], list[tuple]]:
     path = run_dir / RESULTS_FILE
     cells: list[tuple] = []
     rows: list[tuple] = []
-    for line_no, raw in enumerate(read_jsonl(path), 1):
+    for line_no, raw in _numbered_jsonl(path):
+        where = f"{path}:{line_no}"
         try:
             rec = migrate_record(raw)
         except SchemaError as exc:
-            raise SchemaError(f"{path}:{line_no}: {exc}") from None
-        _add_record(rec, run, cells, rows, keep, f"{path}:{line_no}")
+            raise SchemaError(f"{where}: {exc}") from None
+        except (KeyError, TypeError, AttributeError) as exc:  # e.g. an old record without its cell
+            raise LoadError(f"{where}: not a valid result record ({_what(exc)})") from None
+        try:
+            _add_record(rec, run, cells, rows, keep, where)
+        except LoadError:
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:  # a field of the wrong type
+            raise LoadError(f"{where}: not a valid result record ({_what(exc)})") from None
     return cells, rows
 
 
-def _read_all(jobs: list[tuple[Path, str, frozenset[str] | None]]) -> list[tuple[list[tuple], list[tuple]]]:
-    """Parse the runs; big ones in parallel processes (parsing JSON is most of the time)."""
-    size = sum((d / RESULTS_FILE).stat().st_size for d, _, _ in jobs if (d / RESULTS_FILE).exists())
+def _what(exc: BaseException) -> str:
+    return f"missing field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+
+
+def _read_run_or_error(run_dir: Path, run: str, keep: frozenset[str] | None):
+    """:func:`_read_run`, or the error that stopped it (so that one bad run does not stop the others)."""
+    try:
+        return _read_run(run_dir, run, keep)
+    except (ValueError, OSError) as exc:
+        return exc
+
+
+def _read_all(jobs: list[tuple[Path, str, frozenset[str] | None]]) -> list:
+    """Parse the runs; big ones in parallel processes (parsing JSON is most of the time). Each
+    item is a run's ``(cells, rows)`` or the exception that made it unreadable."""
+    size = sum((d / RESULTS_FILE).stat().st_size for d, _, _ in jobs if (d / RESULTS_FILE).is_file())
     workers = min(len(jobs), len(os.sched_getaffinity(0)))
     if workers < 2 or size < PARALLEL_BYTES or "fork" not in mp.get_all_start_methods():
-        return [_read_run(*job) for job in jobs]
+        return [_read_run_or_error(*job) for job in jobs]
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
-        return list(pool.map(_read_run, *zip(*jobs)))
+        return list(pool.map(_read_run_or_error, *zip(*jobs)))
 
 
 def _add_record(rec: Mapping[str, Any], run: str, cells: list[tuple], rows: list[tuple], keep: set[str] | None,

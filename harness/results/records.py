@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+try:  # about twice as fast on records full of samples; json is the fallback
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - orjson is a dependency, but keep working without it
+    _fast_loads = json.loads
 
 from harness.plan.cells import Cell
 from harness.results.jsonio import dumps
@@ -72,6 +79,68 @@ def record_to_json(record: CellRecord) -> str:
 
 class SchemaError(ValueError):
     """A record written by a newer zoo-bench, or one no migration can upgrade."""
+
+
+class CorruptFileError(ValueError):
+    """A stored file that cannot be read (not UTF-8, not JSON, not an object, a malformed
+    record); the message names the file and, for a results file, the line."""
+
+
+def _kind(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+
+
+def parse_json_lines(data: bytes, path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for each record of a JSON-lines file's bytes. A torn last line
+    (a crash mid-write: the file does not end in a newline) is skipped; any other line that is
+    not UTF-8, not JSON or not an object raises :class:`CorruptFileError` naming ``path:line``."""
+    lines = data.splitlines()
+    torn_ok = not data.endswith((b"\n", b"\r"))
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            obj = _fast_loads(line)
+        except ValueError:  # orjson refuses NaN, which old records may hold: the json module reads it
+            try:
+                obj = json.loads(line.decode("utf-8"))
+            except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
+                if i == len(lines) - 1 and torn_ok:
+                    continue
+                raise CorruptFileError(f"{path}:{i + 1}: {_why_unreadable(line, exc)}; the file is corrupt: "
+                                       "restore it, or delete that line to drop that cell's record") from None
+        if not isinstance(obj, dict):
+            raise CorruptFileError(f"{path}:{i + 1}: {_kind(obj)} where a record (a JSON object) belongs; "
+                                   "the file is corrupt: restore it, or delete that line")
+        yield i + 1, obj
+
+
+def _why_unreadable(line: bytes, exc: ValueError) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start + 1} of the line is {line[exc.start:exc.start + 1]!r})"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not a JSON record ({exc.msg} at column {exc.colno})"
+    return f"not a JSON record ({exc})"
+
+
+def read_record_file(path: Path) -> Iterator[CellRecord]:
+    """The records of a results file, each checked: a newer schema is refused
+    (:class:`SchemaError`), a corrupt or malformed line raises :class:`CorruptFileError`, both
+    naming ``path:line``; a torn last line is skipped. A missing file has no records."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise CorruptFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    for line_no, raw in parse_json_lines(data, path):
+        try:
+            yield record_from_dict(raw)
+        except SchemaError as exc:
+            raise SchemaError(f"{path}:{line_no}: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            what = f"missing field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            raise CorruptFileError(f"{path}:{line_no}: not a valid result record ({what})") from None
 
 
 #: Metrics a version-0 record may carry without a direction, and the direction they have in v1.

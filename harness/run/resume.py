@@ -9,16 +9,49 @@ from typing import Any
 from harness.measure import machine
 from harness.plan.planner import PlannedCell
 from harness.plan.request import BenchRequest, PlanError
-from harness.results.manifest import request_from_dict
-from harness.results.records import CellRecord
-from harness.results.store import RunStore, read_records, utc_now
+from harness.results.manifest import ManifestError, manifest_field, read_manifest, request_from_dict
+from harness.results.records import CellRecord, CorruptFileError, SchemaError, read_record_file
+from harness.results.store import MANIFEST_FILE, RunStore, StoreError, check_run_id, utc_now
 from harness.run.processes import live_workers
 
 
 def request_from_manifest(results_dir: Path, run_id: str) -> BenchRequest:
-    """The request an earlier run was started with."""
-    manifest = RunStore.existing(results_dir, run_id).read_manifest()
+    """The request an earlier run was started with. A manifest that is missing, empty, corrupt,
+    incomplete or from a newer zoo-bench is a :class:`StoreError` saying so."""
+    manifest = read_resumable_manifest(Path(results_dir), run_id)
     return request_from_dict(dict(manifest["request"]), results_dir, run_id)
+
+
+def read_resumable_manifest(results_dir: Path, run_id: str) -> dict[str, Any]:
+    """Run ``run_id``'s manifest, checked for what ``--resume`` needs (the request, the machine's
+    fingerprint); :class:`StoreError` naming the file and what is wrong otherwise."""
+    check_run_id(run_id)
+    path = Path(results_dir) / run_id / MANIFEST_FILE
+    if (Path(results_dir) / run_id).is_dir() and not path.exists():
+        raise StoreError(f"run {run_id} in {results_dir} has no {MANIFEST_FILE} (it is missing), so what it ran "
+                         "and on which machine is unknown: it cannot be resumed; start a new run")
+    if not path.exists():
+        RunStore.existing(results_dir, run_id)  # raises "no run ..." naming the runs there
+    try:
+        manifest = read_manifest(path)
+        manifest_field(manifest, "request", dict, path)
+        manifest_field(manifest, "machine.fingerprint", str, path)
+    except (ManifestError, SchemaError) as exc:
+        raise StoreError(f"cannot resume run {run_id}: {exc}") from None
+    return manifest
+
+
+def _latest_records(store: RunStore, run_id: str) -> dict[str, CellRecord]:
+    """The last record of each cell key, every line checked (a corrupt line or a newer schema is
+    a :class:`StoreError` naming the file and line)."""
+    return {r.cell.key: r for r in _checked_records(store.results_path, run_id)}
+
+
+def _checked_records(path: Path, run_id: str) -> list[CellRecord]:
+    try:
+        return list(read_record_file(path))
+    except (CorruptFileError, SchemaError) as exc:
+        raise StoreError(f"cannot resume run {run_id}: {exc}") from None
 
 
 @dataclass
@@ -51,7 +84,7 @@ def open_resumed(request: BenchRequest, planned: list[PlannedCell]) -> Resumed:
 
 def _reopen(store: RunStore, request: BenchRequest, planned: list[PlannedCell]) -> Resumed:
     run_id = store.run_id
-    manifest = store.read_manifest()
+    manifest = read_resumable_manifest(store.root, run_id)
     here = machine.fingerprint()
     if manifest["machine"]["fingerprint"] != here:
         raise PlanError(
@@ -65,13 +98,13 @@ def _reopen(store: RunStore, request: BenchRequest, planned: list[PlannedCell]) 
                         f"its workers outlived a crash. Wait for them or end them (kill PID), then resume")
     for stale in (store.dir / "work").glob("*.pid"):
         stale.unlink(missing_ok=True)
-    latest = store.latest_records()
+    latest = _latest_records(store, run_id)
     done = [latest[p.cell.key] for p in planned if p.cell.key in latest
             and latest[p.cell.key].status in ("ok", "skipped")]
     done_keys = {r.cell.key for r in done}
     remaining = [p for p in planned if p.cell.key not in done_keys]
     finished: dict[str, list[CellRecord]] = {}
-    for record in read_records(store.repeats_path):  # ok repeats of cells that never got a record
+    for record in _checked_records(store.repeats_path, run_id):  # ok repeats of cells that never got a record
         key = record.cell.key
         if key not in latest and record.status == "ok" and any(p.cell.key == key for p in remaining):
             finished.setdefault(key, []).append(record)

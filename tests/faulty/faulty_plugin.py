@@ -250,7 +250,40 @@ class MemoryKnown(Healthy):
         return out
 
 
+class ExitsZero(Healthy):
+    """Prints a line, then ends its process with ``os._exit(0)`` in evaluate: "success", no report."""
+
+    name = "exit0"
+
+    def evaluate(self, model, data, meter):
+        print("exit0: leaving through os._exit(0)", flush=True)
+        os._exit(0)
+
+
+class SysExits(Healthy):
+    """Prints a line, then calls ``sys.exit(0)`` (raises SystemExit) in load_pretrained."""
+
+    name = "sysexit"
+
+    def load_pretrained(self, spec, weights, input_shape, num_classes, device, precision, freeze):
+        import sys
+
+        print("sysexit: calling sys.exit(0)", flush=True)
+        sys.exit(0)
+
+
+class Interrupts(Healthy):
+    """Prints a line, then raises KeyboardInterrupt in export_weights (as a Ctrl-C handler might)."""
+
+    name = "interrupts"
+
+    def export_weights(self, model):
+        print("interrupts: raising KeyboardInterrupt", flush=True)
+        raise KeyboardInterrupt
+
+
 @zoo.hookimpl
 def zoo_frameworks():
     return [cls() for cls in (Healthy, LegacyV1, Hang, Abort, Segfault, OomKilled, MemoryHog, Raises, NaNLogits,
-                              WrongShape, Flaky, HangNoted, Stubborn, Spawner, HangsThird, Chatty, MemoryKnown)]
+                              WrongShape, Flaky, HangNoted, Stubborn, Spawner, HangsThird, Chatty, MemoryKnown,
+                              ExitsZero, SysExits, Interrupts)]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.checkpoints import CheckpointError, read_safetensors_file
 from zoo.importers.base import ImportedWeights, WeightsImportError, file_sha256
 from zoo.importers.resnet_names import describe_torch_topology, match_resnet, torch_names_to_canonical
 from zoo.importers.torchvision import KERAS_TOPOLOGY, TORCH_STYLE_MODELS
@@ -34,10 +35,16 @@ _HF_UNIT = {"convolution.weight": "weight", "normalization.weight": "weight", "n
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
+    """The tensors of a safetensors file; its header is checked against the file (and the size
+    limit) by :func:`zoo.checkpoints.read_safetensors_file` before anything is loaded."""
+    from safetensors.numpy import load
 
     try:
-        return {k: np.asarray(v) for k, v in load_file(str(path)).items()}
+        data = read_safetensors_file(path)
+    except CheckpointError as exc:
+        raise WeightsImportError(str(exc)) from None
+    try:
+        return {k: np.asarray(v) for k, v in load(data).items()}
     except Exception as exc:  # safetensors raises its own error types
         raise WeightsImportError(f"{path}: not a readable safetensors file: {exc}") from exc
 

@@ -18,6 +18,10 @@ Three ways to run it against an installed framework plugin (see ``docs/writing-p
       def test_conformance(report, check):
           report.assert_passed(check)
 
+:func:`run_isolated` runs the same suite in a child process with a timeout per check, so an
+adapter that exits, hangs, segfaults or raises ``KeyboardInterrupt``/``SystemExit`` yields a
+failed report instead of ending the caller (``zoo check-plugin`` uses it).
+
 :func:`run_conformance` runs the checks of :data:`CHECKS` in order and returns a
 :class:`ConformanceReport` of :class:`CheckResult` (passed, failed, not implemented, not
 applicable, skipped; each with a message saying what was found or what to fix). It never raises
@@ -31,9 +35,11 @@ from zoo.testing.context import Context, NullMeter, RecordingMeter
 from zoo.testing.report import (
     FAILED, NOT_APPLICABLE, NOT_IMPLEMENTED, PASSED, SKIPPED, CheckResult, ConformanceFailure, ConformanceReport,
 )
-from zoo.testing.runner import CHECKS, run_conformance
+from zoo.testing.runner import CHECKS, UsageError, run_conformance
+from zoo.testing.isolated import run_isolated
 
 __all__ = [
     "CHECKS", "FAILED", "NOT_APPLICABLE", "NOT_IMPLEMENTED", "PASSED", "SKIPPED", "CheckResult",
-    "ConformanceFailure", "ConformanceReport", "Context", "NullMeter", "RecordingMeter", "run_conformance",
+    "ConformanceFailure", "ConformanceReport", "Context", "NullMeter", "RecordingMeter", "UsageError",
+    "run_conformance", "run_isolated",
 ]

@@ -121,6 +121,9 @@ class Context:
     load_failed: set[str] = field(default_factory=set)
     #: Reference results shared between checks (e.g. sampled gradients), by key.
     cache: dict[Any, Any] = field(default_factory=dict)
+    #: Told the adapter method being entered (and "" when it returns), e.g. to report which one
+    #: was running when the process died (:mod:`zoo.testing.isolated`).
+    on_call: Callable[[str], None] | None = None
 
     @property
     def runtime(self) -> Runtime:
@@ -133,13 +136,23 @@ class Context:
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call an adapter method, remembering which one for error messages."""
         self.current_method = method  # left set if the method raises, for run_subject's message
+        if self.on_call:
+            self.on_call(f"{self.adapter_name}.{method}")
         try:
             result = getattr(self.adapter, method)(*args, **kwargs)
         except NotImplementedError as exc:
-            self.current_method = ""
+            self._returned()
             raise NotImplementedYet(f"{self.adapter_name}.{method}", str(exc)) from exc
+        except Exception:
+            self._returned()  # current_method stays set for run_subject's message
+            raise
+        self._returned()  # (a BaseException leaves it all set: it names where the suite ended)
         self.current_method = ""
         return result
+
+    def _returned(self) -> None:
+        if self.on_call:
+            self.on_call("")
 
     def supported(self) -> list[tuple[ModelSpec, str]]:
         """``(spec, reason)`` for every zoo model; reason is "" when the adapter supports it."""

@@ -111,6 +111,12 @@ class ConformanceReport:
             "results": [asdict(r) for r in self.results],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ConformanceReport":
+        """The report :meth:`to_dict` wrote (e.g. by a check process, :mod:`zoo.testing.isolated`)."""
+        return cls(data["framework"], data["origin"], list(data["checks"]),
+                   [CheckResult(**r) for r in data.get("results", ())], list(data.get("models", ())))
+
     def assert_passed(self, check: str) -> None:
         """For a test per check: return if ``check`` passed; skip (pytest) if it does not apply
         or was skipped because an earlier check failed; otherwise raise

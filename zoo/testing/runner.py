@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import traceback
 from contextlib import contextmanager
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -40,6 +40,17 @@ IN_PROCESS: Mapping[str, Callable[[Context], list[CheckResult]]] = {
 }
 
 
+class UsageError(ValueError):
+    """The suite was asked for checks or models that do not exist (the caller's mistake, not the adapter's)."""
+
+
+#: ``progress(kind, value)``: ``("check", name)`` when a check starts, ``("results", [CheckResult])``
+#: when results are recorded, ``("report", ConformanceReport)`` once the framework is known (and
+#: again with its models), ``("call", method)`` when an adapter method is entered and
+#: ``("call", "")`` when it returns. :mod:`zoo.testing.isolated` streams these out of its process.
+Progress = Callable[[str, Any], None]
+
+
 @contextmanager
 def worker_environment(env: Mapping[str, str]) -> Iterator[None]:
     """Set what the host puts in a worker's environment (unless already set), restore after."""
@@ -65,6 +76,7 @@ def run_conformance(
     threads: int | None = None,
     seed: int = 0,
     plugins: Sequence[str] = (),
+    progress: Progress | None = None,
 ) -> ConformanceReport:
     """Run the conformance suite against one framework adapter, in this process.
 
@@ -80,15 +92,28 @@ def run_conformance(
     :param threads: the runtime's intra-op thread count (default 1: the checks are about
         correctness, and one thread keeps them quick and steady on a busy machine).
     :param plugins: modules to load explicitly, like ``zoo -p MODULE``.
+    :param progress: called as the suite goes (see :data:`Progress`), e.g. to stream results out.
     :returns: a :class:`~zoo.testing.report.ConformanceReport`; it never raises for a broken adapter.
 
     The adapter is prepared in this process (``prepare`` is called once, first), as a worker would:
-    run the suite in a fresh process (``zoo check-plugin``, or a pytest run of its own).
+    run the suite in a fresh process (``zoo check-plugin``, or a pytest run of its own). An adapter
+    that exits the process, hangs, crashes or raises a ``BaseException`` takes this process with
+    it: :func:`zoo.testing.isolated.run_isolated` runs the suite in a child process with a
+    timeout and reports those as failures.
     """
     unknown = sorted(set(checks) - set(CHECKS))
     if unknown:
-        raise ValueError(f"unknown checks {unknown}; choose from {', '.join(CHECKS)}")
+        raise UsageError(f"unknown checks {unknown}; choose from {', '.join(CHECKS)}")
     order = [c for c in CHECKS if c in checks]
+    note: Progress = progress or (lambda kind, value: None)
+    sent = 0
+
+    def flush() -> None:
+        nonlocal sent
+        if len(report.results) > sent:
+            note("results", report.results[sent:])
+            sent = len(report.results)
+
     if isinstance(framework, Framework):
         adapter, specs, module, own = framework, list(BUILTIN_MODELS), "", ()
         report = ConformanceReport(framework.name, f"adapter object {type(framework).__name__}", order)
@@ -96,23 +121,31 @@ def run_conformance(
             if name in order:
                 report.results.append(CheckResult(name, "", SKIPPED, "an adapter object was passed in; "
                                                   "run with its name to check discovery"))
+        note("report", report)
     else:
+        note("check", "discovery")
         found = discovery.discover(framework, plugins)
         report = ConformanceReport(found.adapter.name if found.adapter else framework, found.origin, order)
+        note("report", report)
         report.results.append(found.result)
         if found.adapter is None:
             report.results += [CheckResult(c, "", SKIPPED, "needs discovery") for c in order if c != "discovery"]
+            flush()
             return report
         adapter, specs, module, own = found.adapter, found.models, found.module, found.own_models
+    flush()
     given = {m.name: m for m in models if isinstance(m, ModelSpec)}
     specs = [s for s in specs if s.name not in given] + list(given.values())
     names = [m.name if isinstance(m, ModelSpec) else m for m in models]
     ctx = Context(adapter, choose_models(adapter, specs, names, own, device), device=device,
-                  threads=threads or 1, seed=seed)
+                  threads=threads or 1, seed=seed, on_call=progress and (lambda method: note("call", method)))
     report.models = [s.name for s in ctx.models]
+    note("report", report)
 
     if module and "lazy-import" in order:
+        note("check", "lazy-import")
         report.results += discovery.check_lazy_import(ctx, module)
+        flush()
     thread_env = zoo_thread_env(ctx.threads)
     try:
         env = {**thread_env, **adapter.subprocess_env(ctx.runtime)}
@@ -122,6 +155,7 @@ def run_conformance(
         for name in order:
             if name in ("discovery", "lazy-import"):
                 continue
+            note("check", name)
             if name != "plan" and not ctx.prepared and not ctx.blocked:  # once, before the first call
                 prepared = run_subject(ctx, "info", "prepare", lambda: _prepare(ctx))
                 if prepared.status != PASSED:
@@ -136,6 +170,7 @@ def run_conformance(
             except Exception as exc:  # a bug in a check, or an adapter raising where it may not
                 report.results.append(CheckResult(name, "", FAILED, f"{type(exc).__name__}: {exc}",
                                                   traceback.format_exc()))
+            flush()
     return report
 
 
@@ -146,7 +181,7 @@ def choose_models(adapter: Framework, specs: Sequence[ModelSpec], names: Sequenc
     if names:
         missing = sorted(set(names) - {s.name for s in specs})
         if missing:
-            raise ValueError(f"unknown models {missing}; registered: {', '.join(s.name for s in specs)}")
+            raise UsageError(f"unknown models {missing}; registered: {', '.join(s.name for s in specs)}")
         return [s for s in specs if s.name in names]
     chosen = [s for s in specs if s.name in CORE_MODELS or s.name in own]
     if any(_supports(adapter, s, device) for s in chosen):
