@@ -44,6 +44,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="compare runs from different machines anyway (their timings are not comparable)")
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="where run ids are looked up "
                    "(default: results)")
+    p.add_argument("--threshold", action="append", metavar="METRIC=VALUE",
+                   help="a gate's threshold instead of the catalogue's, repeatable: a percentage for relative "
+                        "rules (train_throughput=3%%), the metric's unit for absolute ones (accuracy=1)")
+    p.add_argument("--confirm", action="store_true",
+                   help="measure the candidate's regressed or unstable gating cells again with more repeats, from "
+                        "this install (and the baseline's right after, when this install measured it too), until "
+                        "the verdict settles or the rounds run out; a cell still unstable then fails the gate")
+    p.add_argument("--confirm-repeats", type=int, default=3, metavar="R",
+                   help="worker processes per cell in each confirmation round (default: 3)")
+    p.add_argument("--confirm-rounds", type=int, default=2, metavar="N", help="confirmation rounds at most (default: 2)")
+    p.add_argument("--allow-unstable", action="store_true",
+                   help="with --confirm: cells that stay unstable do not fail the gate (they are still reported)")
     p.set_defaults(run=run)
 
 
@@ -88,19 +100,23 @@ def _check_machine_known(side: str, rs) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.analysis.compare import CompareSettings, NotComparable, compare_results
+    from harness.analysis.compare import CompareSettings, NotComparable, compare_results, parse_threshold
     from harness.render.registry import check_output, renderers_for, write_output
     from harness.render.views import CompareView
     from harness.results.loader import LoadError, load_results, resolve_runs
     from harness.results.records import SchemaError
+    from harness.results.store import StoreError
 
     err = error_console()
-    _, registry = load_registry(args)
+    host, registry = load_registry(args)
     report_problems(registry, err, getattr(args, "verbose", False))
     catalogue = registry.catalogue
+    unsettled: list[str] = []
     try:
         renderer = renderers_for(registry).get("compare", args.format)
         check_output(renderer, args.output)
+        _check_numbers(args)
+        catalogue = catalogue.with_thresholds(dict(parse_threshold(t, catalogue) for t in split_csv(args.threshold)))
         fail_on = fail_on_metrics(args.fail_on, catalogue)
         b_path, c_path = resolve_runs([args.baseline, args.candidate], args.results_dir)
         settings = CompareSettings(alpha=args.alpha, max_cv=args.max_cv, catalogue=catalogue)
@@ -119,12 +135,34 @@ def run(args: argparse.Namespace) -> int:
             for side, rs in (("BASELINE", baseline), ("CANDIDATE", candidate)):
                 _check_machine_known(side, rs)
         cmp = compare_results(baseline, candidate, settings, args.allow_machine_mismatch, history)
+        if args.confirm:
+            from harness.run.confirm import confirm
+
+            confirmed = confirm(b_path, c_path, cmp, settings, fail_on, registry, host, args.confirm_repeats,
+                                args.confirm_rounds)
+            cmp, unsettled = confirmed.comparison, confirmed.unsettled
+            for run_dir in confirmed.runs:
+                print_error(err, f"measured again in {run_dir}", "confirm")
         failures = cmp.failures(fail_on, args.fail_on_missing)
         view = CompareView(cmp, args.all, tuple(fail_on), failures, catalogue)
         write_output(renderer, renderer.views["compare"](view), args.output)
-    except (LoadError, SchemaError, NotComparable, ValueError, OSError) as exc:
+    except (LoadError, SchemaError, NotComparable, ValueError, OSError, StoreError) as exc:
         print_error(err, str(exc))
         return 2
     for w in cmp.warnings:
         print_error(err, w, "warning")
+    if unsettled and not args.allow_unstable:
+        print_error(err, f"still unstable after confirming: {', '.join(unsettled)}; the gate fails (pass "
+                         "--allow-unstable to let it pass, or confirm with more --confirm-repeats)")
+        return 1
     return 1 if len(failures) else 0
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """The statistical settings are numbers the rule can use: NaN or 0 would silence the gate."""
+    if not (0 < args.alpha < 1):
+        raise ValueError(f"--alpha must be between 0 and 1 (a false discovery rate), got {args.alpha}")
+    if not (args.max_cv > 0 and args.max_cv < float("inf")):
+        raise ValueError(f"--max-cv must be a finite number above 0, got {args.max_cv}")
+    if args.confirm_repeats < 2 or args.confirm_rounds < 1:
+        raise ValueError("--confirm-repeats must be at least 2 and --confirm-rounds at least 1")
