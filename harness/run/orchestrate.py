@@ -74,7 +74,8 @@ def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
     run_id = request.run_id or new_run_id()
     planned = plan_cells(request, registry, run_id)
     executor = executor or make_executor(request.executor, registry, Path(request.results_dir) / run_id / "work",
-                                         request.timeout_s)  # an unknown name fails here, before the store
+                                         request.timeout_s, request.executor_options)  # unknown: fails here
+    executor.open()  # an unreachable cluster fails here too, before the store
     kept: dict[str, list[CellRecord]] = {}
     if resume:
         resumed = open_resumed(request, planned)

@@ -282,8 +282,18 @@ class Interrupts(Healthy):
         raise KeyboardInterrupt
 
 
+class KillsParent(Healthy):
+    """Kills the process that started its worker (under Ray: the Ray task's worker), then hangs."""
+
+    name = "killsparent"
+
+    def fine_tune(self, model, data, config, meter):
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(60)
+
+
 @zoo.hookimpl
 def zoo_frameworks():
     return [cls() for cls in (Healthy, LegacyV1, Hang, Abort, Segfault, OomKilled, MemoryHog, Raises, NaNLogits,
                               WrongShape, Flaky, HangNoted, Stubborn, Spawner, HangsThird, Chatty, MemoryKnown,
-                              ExitsZero, SysExits, Interrupts)]
+                              ExitsZero, SysExits, Interrupts, KillsParent)]

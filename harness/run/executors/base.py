@@ -14,9 +14,9 @@ the class from a plugin's :func:`zoo.hookspecs.zoo_executors` hook (or pass an i
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, ClassVar, Iterator, Sequence
+from typing import Callable, ClassVar, Iterator, Mapping, Sequence
 
 from harness.measure import contention
 from harness.plan.cells import CellPlan
@@ -42,10 +42,16 @@ class CellJob:
 
 @dataclass(frozen=True)
 class ExecutorOptions:
-    """What every executor is given: the run's scratch directory and the per-cell time limit."""
+    """What every executor is given: the run's scratch directory, the per-cell time limit, and
+    its own settings (``zoo bench --ray-address`` -> ``{"address": ...}``)."""
 
     work_dir: Path
     timeout_s: float
+    settings: Mapping[str, str] = field(default_factory=dict)
+
+
+class ExecutorError(RuntimeError):
+    """The executor cannot run cells (not installed, cluster unreachable); the message says what to do."""
 
 
 class Executor(abc.ABC):
@@ -80,6 +86,10 @@ class Executor(abc.ABC):
     def measure_peaks(self, pairs: Sequence[tuple[str, str]], threads: int) -> dict[str, dict]:
         """The device peak for each ``(device, precision)`` on the machines that run the cells,
         keyed ``"cpu/fp32"``, each the fields of :class:`harness.measure.peak.Peak`."""
+
+    def open(self) -> None:
+        """Connect to where the cells will run; called before the run's store is created, so an
+        unreachable cluster costs no run directory. Raise :class:`ExecutorError` saying what to do."""
 
     def cancel(self) -> None:
         """Stop every job still pending or running (idempotent)."""
