@@ -277,8 +277,9 @@ def _names_the_worker_writes() -> dict[str, str]:
                 names.append(text(node.slice))
             elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and func(node.value) in calls:
                 names += [text(t.slice) for t in node.targets if isinstance(t, ast.Subscript)]
-            elif isinstance(node, ast.Return) and isinstance(node.value, ast.Dict) and "trackers" in path.parts:
-                names += [text(k) for k in node.value.keys if k is not None]
+            elif isinstance(node, ast.FunctionDef) and node.name in ("stop", "finish") and "trackers" in path.parts:
+                names += [text(k) for r in ast.walk(node) if isinstance(r, ast.Return) and isinstance(r.value, ast.Dict)
+                          for k in r.value.keys if k is not None]  # what a tracker's stop/finish returns
             for n in names:
                 if n:
                     found.setdefault(n, path.relative_to(ROOT).as_posix())
