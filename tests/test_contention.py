@@ -50,3 +50,21 @@ def test_busy_loops_on_the_cells_cpu_mark_it_disturbed_and_alone_it_is_not(tmp_p
     print("alone:", alone["environment"]["measurement"]["inference"]["contention"], verdict["peak_drift"])
     assert not verdict["disturbed"], verdict["reasons"]
     assert alone["environment"]["measurement"]["inference"]["contention"]["min_cpu_share"] >= 0.9
+
+
+def test_compare_says_which_cells_were_disturbed_and_that_a_run_was_not_quiet(tmp_path):
+    from results_helpers import RECORDED, copy_run, zoo
+
+    def disturbed(record):
+        if record["cell"]["framework"] == "torch":
+            record["environment"]["disturbance"] = {"disturbed": True, "reasons": ["inference: a timing window got "
+                                                                                   "40% of the CPU it asked for"]}
+        return record
+
+    cand = copy_run(RECORDED / "aa-2", tmp_path / "cand", disturbed,
+                    manifest=lambda m: {**m, "quietness": {**m.get("quietness", {}), "quiet": False}})
+    proc = zoo("compare", str(RECORDED / "aa-1"), str(cand), "--format", "json")
+    warnings = json.loads(proc.stdout)["warnings"]
+    assert any("candidate run was not quiet" in w for w in warnings), warnings
+    assert any("candidate cell torch-mlp" in w and "40% of the CPU" in w for w in warnings), warnings
+    assert not any("baseline" in w for w in warnings)

@@ -162,6 +162,18 @@ def night_noise(history: ResultSet, fingerprint: str, exclude: Sequence[str] = (
     return pd.DataFrame(out, columns=["cell_key", "metric", "noise", "runs"])
 
 
+def disturbance_warnings(side: str, run: ResultSet, disturbed: dict[str, list[str]]) -> list[str]:
+    """What made a run's numbers suspect: a run-level probe that moved (``quiet: false`` in its
+    manifest) and the cells its records mark disturbed (``disturbed``: cell key -> reasons)."""
+    out = []
+    if len(run.runs) and run.runs.iloc[0].get("quiet") is False:
+        out.append(f"the {side} run was not quiet: its matmul probe moved by more than 5 % between its start and "
+                   "end (manifest quietness), so its timings moved too")
+    for key, reasons in sorted(disturbed.items()):
+        out.append(f"{side} cell {key} was disturbed: {'; '.join(reasons)}")
+    return out
+
+
 def compare_results(baseline: ResultSet, candidate: ResultSet, settings: CompareSettings = CompareSettings(),
                     allow_machine_mismatch: bool = False, history: ResultSet | None = None) -> Comparison:
     """Compare a candidate run with a baseline run (see the module docstring for the rule).

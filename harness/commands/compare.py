@@ -100,7 +100,8 @@ def _check_machine_known(side: str, rs) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.analysis.compare import CompareSettings, NotComparable, compare_results, parse_threshold
+    from harness.analysis.compare import (CompareSettings, NotComparable, compare_results, disturbance_warnings,
+                                          parse_threshold)
     from harness.render.registry import check_output, renderers_for, write_output
     from harness.render.views import CompareView
     from harness.results.loader import LoadError, load_results, resolve_runs
@@ -135,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
             for side, rs in (("BASELINE", baseline), ("CANDIDATE", candidate)):
                 _check_machine_known(side, rs)
         cmp = compare_results(baseline, candidate, settings, args.allow_machine_mismatch, history)
+        cmp.warnings.extend(w for side, path, rs in (("baseline", b_path, baseline), ("candidate", c_path, candidate))
+                            for w in disturbance_warnings(side, rs, disturbed_cells(path)))
         if args.confirm:
             from harness.run.confirm import confirm
 
@@ -156,6 +159,20 @@ def run(args: argparse.Namespace) -> int:
                          "--allow-unstable to let it pass, or confirm with more --confirm-repeats)")
         return 1
     return 1 if len(failures) else 0
+
+
+def disturbed_cells(run_dir: Path) -> dict[str, list[str]]:
+    """Cell key -> why, for the cells of a run whose records say another process disturbed them."""
+    from harness.results.store import read_records
+
+    out = {}
+    for record in read_records(Path(run_dir) / "results.jsonl"):
+        verdict = record.environment.get("disturbance") or {}
+        if verdict.get("disturbed"):
+            out[record.cell.key] = list(verdict.get("reasons", []))
+        elif record.cell.key in out:
+            del out[record.cell.key]  # a later record of the cell (a resume) counts
+    return out
 
 
 def _check_numbers(args: argparse.Namespace) -> None:

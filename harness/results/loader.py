@@ -42,7 +42,8 @@ PARALLEL_BYTES = 32 << 20  # results files above this in total are parsed in par
 CELL_FIELDS = ("framework", "model", "task", "device", "precision", "batch_size", "freeze", "init", "variant")
 RUN_COLUMNS = ("run_id", "run", "path", "started_at", "finished_at", "run_status", "trigger", "commit", "dirty",
                "zoo_bench", "fingerprint", "cpu_model", "logical_cpus")
-RUN_ONLY_COLUMNS = ("device_peak", "peaks", "hostname", "system", "arch", "python", "request")  # ``runs`` only
+RUN_ONLY_COLUMNS = ("device_peak", "peaks", "hostname", "system", "arch", "python", "request",
+                    "quiet")  # ``runs`` only
 CELL_COLUMNS = ("run", "cell_key", *CELL_FIELDS, "label", "status", "error_phase", "error_type", "error_message",
                 "framework_version", "threads", "duration_s")
 METRIC_COLUMNS = ("metric", "value", "unit", "direction", "n", "robust_cv", "iqr", "ci_low", "ci_high", "samples")
@@ -169,6 +170,8 @@ def _run_row(run_dir: Path) -> dict[str, Any]:
         "peaks": peaks,
         "hostname": (machine.get("volatile") or {}).get("hostname", ""), "system": stable.get("system", ""),
         "arch": stable.get("machine", ""), "python": stable.get("python", ""), "request": manifest.get("request") or {},
+        "quiet": (manifest.get("quietness") or {}).get("quiet") if isinstance(manifest.get("quietness"), Mapping)
+        else None,
     }
 
 
