@@ -40,8 +40,9 @@ def test_busy_loops_on_the_cells_cpu_mark_it_disturbed_and_alone_it_is_not(tmp_p
     verdict = busy["environment"]["disturbance"]
     print("busy:", busy["environment"]["measurement"]["inference"]["contention"])
     assert verdict["disturbed"], verdict
-    assert any("of the CPU it asked for" in r for r in verdict["reasons"])
-    assert busy["environment"]["measurement"]["inference"]["contention"]["min_cpu_share"] < 0.6  # two hogs and the cell share one CPU
+    assert any("not alone on its cores" in r for r in verdict["reasons"])
+    # two hogs and the cell share one CPU: the others took about two thirds of it
+    assert busy["environment"]["measurement"]["inference"]["contention"]["others_share"] > 0.4
     assert len(verdict["retried"]) == 1  # run again once; the disturbed attempt's numbers are kept
     assert "disturbed:" in proc.stdout and "ok, disturbed" in proc.stdout
 
@@ -49,7 +50,7 @@ def test_busy_loops_on_the_cells_cpu_mark_it_disturbed_and_alone_it_is_not(tmp_p
     verdict = alone["environment"]["disturbance"]
     print("alone:", alone["environment"]["measurement"]["inference"]["contention"], verdict["peak_drift"])
     assert not verdict["disturbed"], verdict["reasons"]
-    assert alone["environment"]["measurement"]["inference"]["contention"]["min_cpu_share"] >= 0.9
+    assert alone["environment"]["measurement"]["inference"]["contention"]["others_share"] < 0.10
 
 
 def test_compare_says_which_cells_were_disturbed_and_that_a_run_was_not_quiet(tmp_path):

@@ -127,7 +127,7 @@ def _throughput(run: Callable[[int, StepMeter], None], probe_step_s: float, sett
     ends = {first + (w + 1) * k - 1 for w in range(len(rates))}
     before = [m for i, m in meter.marks if i == first - 1] or [start_mark]
     marks = before[:1] + [m for i, m in meter.marks if i in ends]
-    cpu = contention.summary(contention.windows(marks, settings.threads))
+    cpu = contention.summary(contention.windows(marks, settings.threads), marks)
     return BUILTIN.from_samples(name, rates), {"warmup_steps": first, "window_steps": k, "windows": len(rates),
                                                **({"contention": cpu} if cpu else {})}
 
