@@ -69,3 +69,22 @@ def test_compare_says_which_cells_were_disturbed_and_that_a_run_was_not_quiet(tm
     assert any("candidate run was not quiet" in w for w in warnings), warnings
     assert any("candidate cell torch-mlp" in w and "40% of the CPU" in w for w in warnings), warnings
     assert not any("baseline" in w for w in warnings)
+
+
+def test_report_and_history_warn_about_disturbed_cells_and_unquiet_runs(tmp_path):
+    from results_helpers import RECORDED, copy_run, zoo
+
+    def disturbed(record):
+        if record["cell"]["framework"] == "jax":
+            record["environment"]["disturbance"] = {"disturbed": True, "reasons": ["the device peak moved +30%"]}
+        return record
+
+    copy_run(RECORDED / "aa-2", tmp_path / "runs" / "noisy", disturbed,
+             manifest=lambda m: {**m, "quietness": {**m.get("quietness", {}), "quiet": False}})
+    for command in ("report", "history"):
+        proc = zoo(command, str(tmp_path / "runs"))
+        assert proc.returncode == 0, proc.stderr
+        said = " ".join(proc.stderr.split())
+        assert "cell jax-mlp-digits-cpu-fp32-b32-freeze_none-pretrained was disturbed: the device peak moved +30%" \
+            in said, proc.stderr
+        assert "run noisy was not quiet" in proc.stderr

@@ -37,6 +37,24 @@ def split_csv(values: list[str] | None) -> list[str]:
     return out
 
 
+def warn_disturbed(results: Any, console: Console) -> None:
+    """One warning per disturbed cell, and per run whose quietness probe moved, of the runs shown:
+    their timings are suspect (docs/measurement.md)."""
+    from harness.results.store import disturbed_cells
+
+    for row in results.runs.itertuples(index=False):
+        if getattr(row, "quiet", None) is False:
+            console.print(f"[yellow]warning:[/] run {escape(str(row.run))} was not quiet (its matmul probe moved "
+                          "by more than 5 % during the run)", highlight=False)
+        try:
+            cells = disturbed_cells(row.path)
+        except (OSError, ValueError):
+            continue  # the loader already said what is wrong with the run
+        for key, reasons in sorted(cells.items()):
+            console.print(f"[yellow]warning:[/] run {escape(str(row.run))}: cell {escape(key)} was disturbed: "
+                          f"{escape('; '.join(reasons))}", highlight=False)
+
+
 def warn_skipped(results: Any, console: Console) -> None:
     """One warning per run a results directory held that could not be read (it was left out)."""
     for line in getattr(results, "skipped", ()):

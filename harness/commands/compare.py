@@ -102,6 +102,7 @@ def _check_machine_known(side: str, rs) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.analysis.compare import (CompareSettings, NotComparable, compare_results, disturbance_warnings,
                                           parse_threshold)
+    from harness.results.store import disturbed_cells
     from harness.render.registry import check_output, renderers_for, write_output
     from harness.render.views import CompareView
     from harness.results.loader import LoadError, load_results, resolve_runs
@@ -159,20 +160,6 @@ def run(args: argparse.Namespace) -> int:
                          "--allow-unstable to let it pass, or confirm with more --confirm-repeats)")
         return 1
     return 1 if len(failures) else 0
-
-
-def disturbed_cells(run_dir: Path) -> dict[str, list[str]]:
-    """Cell key -> why, for the cells of a run whose records say another process disturbed them."""
-    from harness.results.store import read_records
-
-    out = {}
-    for record in read_records(Path(run_dir) / "results.jsonl"):
-        verdict = record.environment.get("disturbance") or {}
-        if verdict.get("disturbed"):
-            out[record.cell.key] = list(verdict.get("reasons", []))
-        elif record.cell.key in out:
-            del out[record.cell.key]  # a later record of the cell (a resume) counts
-    return out
 
 
 def _check_numbers(args: argparse.Namespace) -> None:

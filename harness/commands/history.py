@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.commands.common import load_registry, report_problems, split_csv, warn_skipped
+from harness.commands.common import load_registry, report_problems, split_csv, warn_disturbed, warn_skipped
 from harness.render.registry import format_help
 from harness.render.terminal import error_console, print_error
 
@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = split_csv(args.metrics) or list(catalogue.columns())
         rs = load_results(args.paths, metrics)
         warn_skipped(rs, err)
+        warn_disturbed(rs, err)
         h = build_history(rs, metrics, window=args.window, catalogue=catalogue)
         write_output(renderer, renderer.views["history"](HistoryView(h, rs, args.last, catalogue)), args.output)
     except (LoadError, SchemaError, ValueError, OSError) as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.commands.common import load_registry, report_problems, split_csv, warn_skipped
+from harness.commands.common import load_registry, report_problems, split_csv, warn_disturbed, warn_skipped
 from harness.render.registry import format_help
 from harness.render.terminal import error_console, print_error
 
@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         wanted = None if renderer.every_metric and not args.metrics else metrics
         rs = load_results(resolve_runs(args.runs, args.results_dir), wanted)
         warn_skipped(rs, err)
+        warn_disturbed(rs, err)
         sbs = side_by_side(rs, args.reference, metrics, catalogue)
         view = ReportView(rs, sbs, title="zoo report · " + ", ".join(rs.runs["run"]), catalogue=catalogue)
         write_output(renderer, renderer.views["report"](view), args.output, announce=True)

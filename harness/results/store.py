@@ -232,3 +232,16 @@ def read_records(path: Path) -> Iterator[CellRecord]:
                 continue
             raise
         yield record_from_dict(data)
+
+
+def disturbed_cells(run_dir: Path) -> dict[str, list[str]]:
+    """Cell key -> why, for the cells of a run whose latest record says another process disturbed
+    it (``environment.disturbance``, see :mod:`harness.measure.contention`)."""
+    out: dict[str, list[str]] = {}
+    for record in read_records(Path(run_dir) / RESULTS_FILE):
+        verdict = record.environment.get("disturbance") or {}
+        if verdict.get("disturbed"):
+            out[record.cell.key] = list(verdict.get("reasons", []))
+        else:
+            out.pop(record.cell.key, None)  # a later record of the cell (a resume) counts
+    return out
