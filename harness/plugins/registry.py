@@ -154,31 +154,29 @@ def build_registry(host: PluginHost) -> Registry:
         for alias in adapter.aliases:
             reg.aliases.setdefault(alias.lower(), name)
 
-    for spec, origin in _ranked(host, "zoo_models"):
-        if not isinstance(spec, ModelSpec):
-            problem(origin, f"zoo_models returned {spec!r}, not a zoo.models.ModelSpec")
-        elif bad_name(spec.name):
-            problem(origin, f"model name {spec.name!r} is refused: {bad_name(spec.name)}")
-        elif spec.name in reg.models:
-            problem(origin, _clash("model", spec.name, reg.models[spec.name].origin, origin))
-        else:
-            reg.models[spec.name] = Provided(spec, origin)
-
-    for task, origin in _ranked(host, "zoo_tasks"):
-        if not isinstance(task, Task):
-            problem(origin, f"zoo_tasks returned {task!r}, not a zoo.tasks.Task")
-        elif bad_name(task.name):
-            problem(origin, f"task name {task.name!r} is refused: {bad_name(task.name)}")
-        elif task.name in reg.tasks:
-            problem(origin, _clash("task", task.name, reg.tasks[task.name].origin, origin))
-        else:
-            reg.tasks[task.name] = Provided(task, origin)
+    _collect_specs(host, "zoo_models", ModelSpec, "zoo.models.ModelSpec", "model", reg.models, problem)
+    _collect_specs(host, "zoo_tasks", Task, "zoo.tasks.Task", "task", reg.tasks, problem)
     _collect_classes(host, reg, "zoo_trackers", Tracker, reg.trackers, problem)
     _collect_classes(host, reg, "zoo_executors", None, reg.executors, problem)
     _collect_named(host, "zoo_metrics", MetricDef, "metric", reg.metrics, _builtin_metric, problem)
     _collect_named(host, "zoo_renderers", Renderer, "format", reg.renderers, BUILTIN_FORMATS.__contains__, problem)
     reg.problems[:0] = host.failures
     return reg
+
+
+def _collect_specs(host: PluginHost, hook_name: str, record: type, record_name: str, kind: str,
+                   into: dict[str, Provided], problem) -> None:
+    """Models or tasks from a registration hook: of the right type, a usable name, and on a
+    clash the winner by :func:`_precedence`."""
+    for item, origin in _ranked(host, hook_name):
+        if not isinstance(item, record):
+            problem(origin, f"{hook_name} returned {item!r}, not a {record_name}")
+        elif bad_name(item.name):
+            problem(origin, f"{kind} name {item.name!r} is refused: {bad_name(item.name)}")
+        elif item.name in into:
+            problem(origin, _clash(kind, item.name, into[item.name].origin, origin))
+        else:
+            into[item.name] = Provided(item, origin)
 
 
 def _collect_classes(host: PluginHost, reg: Registry, hook_name: str, base: type | None,
