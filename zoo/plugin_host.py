@@ -22,7 +22,7 @@ import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import pluggy
 
@@ -166,6 +166,16 @@ def load_module_plugin(host: PluginHost, module_name: str, strict: bool = False)
         host.failures.append(
             PluginFailure(module_name, "(explicit)", f"{type(exc).__name__}: {exc}", traceback.format_exc())
         )
+
+
+def import_object(target: str) -> Any:
+    """The object a ``"module:attribute"`` reference names (the entry-point syntax), imported
+    now: how plugins refer to heavy code (a framework's model builders) without importing it at
+    plan time."""
+    module, sep, name = target.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"{target!r} is not a 'module:attribute' reference")
+    return getattr(importlib.import_module(module), name)
 
 
 def collect(host: PluginHost, hook_name: str) -> Iterator[tuple[object, PluginOrigin]]:

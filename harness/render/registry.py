@@ -10,7 +10,6 @@ when used, so listing formats (``--help``, the plugin registry) imports no rende
 
 from __future__ import annotations
 
-import importlib
 import io
 import os
 import sys
@@ -18,16 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from zoo.plugin_host import import_object
 from zoo.renderers import VIEWS, Renderer
 
 COMMANDS = {"report": "zoo report", "compare": "zoo compare", "history": "zoo history", "export": "zoo export"}
 
 
 def _lazy(target: str) -> Callable[[Any], Any]:
-    module, _, name = target.partition(":")
-
     def render(view: Any) -> Any:
-        return getattr(importlib.import_module(module), name)(view)
+        return import_object(target)(view)
 
     render.__qualname__ = render.__name__ = target
     return render

@@ -3,10 +3,10 @@ and by :mod:`zoo_jax.modules`. Importing it imports no jax."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable, Mapping
 
 from zoo.models import CNNSpec, EfficientNetLiteSpec, MLPSpec, ResNetSpec
+from zoo.plugin_host import import_object
 
 #: Model family -> the function that builds its Flax module, ``fn(spec, num_classes, dtype,
 #: train_bn)``, as "module:function" (imported only when a model is built, so planning never
@@ -21,5 +21,4 @@ FAMILIES: Mapping[str, str] = {
 
 def builder(family: str) -> Callable[..., Any]:
     """The module builder of ``family``, from :data:`FAMILIES`."""
-    module, _, name = FAMILIES[family].partition(":")
-    return getattr(importlib.import_module(module), name)
+    return import_object(FAMILIES[family])

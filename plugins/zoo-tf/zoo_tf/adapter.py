@@ -15,7 +15,6 @@ and precision it was loaded with.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from zoo.contract import (
     Weights,
 )
 from zoo.models import CNNSpec, EfficientNetLiteSpec, InputSpec, MLPSpec, ModelSpec, ResNetSpec
+from zoo.plugin_host import import_object
 
 #: Model family -> the function that builds its Keras features, ``fn(spec, x, backbone_policy)``,
 #: as "module:function" (imported only when a model is built, so planning never imports
@@ -51,8 +51,7 @@ FAMILIES: Mapping[str, str] = {
 
 def builder(family: str) -> Callable[..., Any]:
     """The feature builder of ``family``, from :data:`FAMILIES`."""
-    module, _, name = FAMILIES[family].partition(":")
-    return getattr(importlib.import_module(module), name)
+    return import_object(FAMILIES[family])
 
 #: Names TensorFlow is published under, most common first.
 TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel", "tf-nightly")

@@ -3,7 +3,6 @@ so ``zoo --help`` and ``zoo plugins`` stay fast."""
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Mapping, Sequence
@@ -22,6 +21,7 @@ from zoo.contract import (
     TrainData,
 )
 from zoo.models import CNNSpec, EfficientNetLiteSpec, InputSpec, MLPSpec, ModelSpec, ParamSpec, ResNetSpec
+from zoo.plugin_host import import_object
 
 #: Model family -> the torch module class that builds it, as "module:class" (imported only when
 #: a model is built, so planning never imports torch). The one list of what zoo-torch builds:
@@ -36,8 +36,7 @@ FAMILIES: Mapping[str, str] = {
 
 def builder(family: str) -> Callable[..., Any]:
     """The module class of ``family`` (``cls(spec, input_shape, num_classes)``), from :data:`FAMILIES`."""
-    module, _, name = FAMILIES[family].partition(":")
-    return getattr(importlib.import_module(module), name)
+    return import_object(FAMILIES[family])
 
 
 #: What autocast runs in bfloat16 in the zoo's modules (torch's CPU/CUDA autocast op lists);
