@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from zoo.checkpoints import atomic_write_bytes
 
 from harness.results.jsonio import dumps
-from harness.results.records import CellRecord, record_from_dict, record_to_json
+from harness.results.records import CellRecord, read_record_file, record_to_json
 
 RESULTS_FILE = "results.jsonl"
 #: ``zoo bench --repeats``: each worker process's own record, kept until the cell's merged record
@@ -218,20 +218,9 @@ class RunStore:
 
 
 def read_records(path: Path) -> Iterator[CellRecord]:
-    """Records of a results file; a torn last line (a crash mid-write) is skipped."""
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines()
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                continue
-            raise
-        yield record_from_dict(data)
+    """Records of a results file, each checked (:func:`harness.results.records.read_record_file`:
+    a corrupt line is an error naming the file and line; a torn last line is skipped)."""
+    return read_record_file(path)
 
 
 def disturbed_cells(run_dir: Path) -> dict[str, list[str]]:
