@@ -5,7 +5,6 @@ crash or Ctrl-C loses nothing already measured) and ``logs/`` (each cell's outpu
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import secrets
@@ -133,9 +132,6 @@ class RunStore:
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write_bytes(self.manifest_path, (dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-
-    def read_manifest(self) -> dict[str, Any]:
-        return json.loads(self.manifest_path.read_text())
 
     @property
     def repeats_path(self) -> Path:

@@ -26,7 +26,8 @@ from harness.analysis.compare import CompareSettings, Comparison, NotComparable,
 from harness.measure import machine
 from harness.plugins.registry import Registry
 from harness.results.loader import load_results
-from harness.results.store import RunStore
+from harness.results.manifest import read_manifest
+from harness.results.store import MANIFEST_FILE
 from harness.run.orchestrate import run_bench
 from harness.run.resume import request_from_manifest
 
@@ -77,12 +78,12 @@ def confirm(baseline: Path, candidate: Path, cmp: Comparison, settings: CompareS
     """Re-measure the flagged cells of ``cmp`` until they settle or ``rounds`` run out."""
     if repeats < 2 or rounds < 1:
         raise ValueError("--confirm-repeats must be at least 2 and --confirm-rounds at least 1")
-    c_manifest = RunStore.existing(candidate.parent, candidate.name).read_manifest()
+    c_manifest = read_manifest(Path(candidate) / MANIFEST_FILE)
     why = _same_install(c_manifest)
     if why:
         raise NotComparable(f"--confirm re-runs the candidate's cells from this install, but {why}; check out and "
                             "install the candidate's code, or compare without --confirm")
-    b_manifest = RunStore.existing(baseline.parent, baseline.name).read_manifest()
+    b_manifest = read_manifest(Path(baseline) / MANIFEST_FILE)
     rerun_baseline = not _same_install(b_manifest)
     out = Confirmation(cmp)
     for k in range(rounds):
