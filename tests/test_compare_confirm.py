@@ -42,7 +42,10 @@ def test_an_unstable_cell_is_measured_again_and_settles(runs):
     assert "unstable" in {r["verdict"] for r in json.loads(plain.stdout)["rows"]}
 
     proc = zoo("compare", str(runs / "base"), str(runs / "cand"), "--confirm", "--confirm-repeats", "2",
-               "--confirm-rounds", "1", "--format", "json", "--all", "--max-cv", "0.5")
+               "--confirm-rounds", "1", "--format", "json", "--all", "--max-cv", "0.5",
+               # the same code measured twice on a shared machine can differ by a few per cent: the
+               # question here is whether the doctored spread settles, not the 5 % gates
+               "--threshold", "latency_p50_ms=50%,infer_throughput=50%,train_throughput=50%")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = json.loads(proc.stdout)["rows"]
     latency = next(r for r in rows if r["metric"] == "latency_p50_ms")
