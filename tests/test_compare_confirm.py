@@ -45,7 +45,8 @@ def test_an_unstable_cell_is_measured_again_and_settles(runs):
                "--confirm-rounds", "1", "--format", "json", "--all", "--max-cv", "0.5",
                # the same code measured twice on a shared machine can differ by a few per cent: the
                # question here is whether the doctored spread settles, not the 5 % gates
-               "--threshold", "latency_p50_ms=50%,infer_throughput=50%,train_throughput=50%")
+               "--threshold", "latency_p50_ms=50%,infer_throughput=50%,train_throughput=50%",
+               "--fail-on", "latency_p50_ms,infer_throughput,train_throughput")  # timings: what the spread is in
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = json.loads(proc.stdout)["rows"]
     latency = next(r for r in rows if r["metric"] == "latency_p50_ms")
