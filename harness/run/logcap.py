@@ -60,9 +60,18 @@ class CappedLog:
             if chunk:
                 self.tail.append(chunk)
                 self.tail_bytes += len(chunk)
-                while self.tail_bytes - len(self.tail[0]) >= self.limit // 2:
-                    self.tail_bytes -= len(self.tail[0])
-                    self.dropped += len(self.tail.popleft())
+                keep = self.limit // 2
+                while self.tail_bytes > keep:  # drop whole chunks, then the front of the first
+                    excess = self.tail_bytes - keep
+                    first = self.tail[0]
+                    if len(first) <= excess:
+                        self.tail.popleft()
+                        cut = len(first)
+                    else:
+                        self.tail[0] = first[excess:]
+                        cut = excess
+                    self.tail_bytes -= cut
+                    self.dropped += cut
 
     def close(self, timeout: float = 5.0) -> None:
         """Wait for the pipe to end (all writers gone), then write the kept tail and close."""
