@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from zoo.models import CNNSpec, EfficientNetLiteSpec, MLPSpec, ResNetSpec
+from zoo.models import BertSpec, CNNSpec, EfficientNetLiteSpec, MLPSpec, ResNetSpec
 from zoo.plugin_host import import_object
 
 #: Model family -> the function that builds its Flax module, ``fn(spec, num_classes, dtype,
@@ -16,6 +16,7 @@ FAMILIES: Mapping[str, str] = {
     CNNSpec.family: "zoo_jax.modules:cnn",
     ResNetSpec.family: "zoo_jax.resnet:resnet",
     EfficientNetLiteSpec.family: "zoo_jax.efficientnet:efficientnet_lite",
+    BertSpec.family: "zoo_jax.bert:bert",
 }
 
 

@@ -43,7 +43,8 @@ COMPUTE_DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 #: What runs in bfloat16 at precision ``bf16`` (reported in ``info().details["bf16_ops"]``).
 BF16_OPS = ("dense (backbone: matmul + bias)", "conv (backbone: conv + bias)", "relu (backbone)",
             "global mean pool (cnn; float32 accumulation)", "max-pool and residual add (resnet)",
-            "batchnorm input and output (resnet; float32 statistics and arithmetic)")
+            "batchnorm input and output (resnet; float32 statistics and arithmetic)",
+            "bert: every encoder dense (matmul + bias) and both attention matmuls, results cast to float32")
 
 
 class MLP(nn.Module):

@@ -35,7 +35,7 @@ from zoo.contract import (
     TrainData,
     Weights,
 )
-from zoo.models import CNNSpec, EfficientNetLiteSpec, InputSpec, MLPSpec, ModelSpec, ResNetSpec
+from zoo.models import BertSpec, CNNSpec, EfficientNetLiteSpec, InputSpec, MLPSpec, ModelSpec, ResNetSpec
 from zoo.plugin_host import import_object
 
 #: Model family -> the function that builds its Keras features, ``fn(spec, x, backbone_policy)``,
@@ -46,6 +46,7 @@ FAMILIES: Mapping[str, str] = {
     CNNSpec.family: "zoo_tf.modules:cnn_features",
     ResNetSpec.family: "zoo_tf.resnet:resnet_pooled",
     EfficientNetLiteSpec.family: "zoo_tf.efficientnet:efficientnet_lite_pooled",
+    BertSpec.family: "zoo_tf.bert:bert_pooled",
 }
 
 

@@ -20,7 +20,7 @@ from zoo.contract import (
     Support,
     TrainData,
 )
-from zoo.models import CNNSpec, EfficientNetLiteSpec, InputSpec, MLPSpec, ModelSpec, ParamSpec, ResNetSpec
+from zoo.models import BertSpec, CNNSpec, EfficientNetLiteSpec, InputSpec, MLPSpec, ModelSpec, ParamSpec, ResNetSpec
 from zoo.plugin_host import import_object
 
 #: Model family -> the torch module class that builds it, as "module:class" (imported only when
@@ -31,6 +31,7 @@ FAMILIES: Mapping[str, str] = {
     CNNSpec.family: "zoo_torch.modules:CNN",
     ResNetSpec.family: "zoo_torch.resnet:ResNet",
     EfficientNetLiteSpec.family: "zoo_torch.efficientnet:EfficientNetLite",
+    BertSpec.family: "zoo_torch.bert:Bert",
 }
 
 
