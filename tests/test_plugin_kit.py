@@ -111,7 +111,9 @@ def test_bench_runs_the_example_and_shows_training_as_not_applicable(example, tm
     assert proc.returncode == 0, proc.stdout + proc.stderr
     row = next(line for line in proc.stdout.splitlines() if "│ numpy" in line)
     cells = [c.strip() for c in row.strip("│ ").split("│")]
-    assert cells[:3] == ["numpy", "mlp", "digits"] and "ok" in cells and "n/a" in cells, row
+    # The status reads "ok, disturbed" when other processes took the CPU meanwhile (harness.measure.contention).
+    status_ok = any(c.split(",")[0] == "ok" for c in cells)
+    assert cells[:3] == ["numpy", "mlp", "digits"] and status_ok and "n/a" in cells, row
     (record,) = [json.loads(line) for line in (tmp_path / "numpy" / "results.jsonl").read_text().splitlines()]
     assert record["status"] == "ok" and record["not_applicable"] == ["fine_tune"]
     assert "train_throughput" not in record["metrics"] and record["metrics"]["infer_throughput"]["value"] > 0
