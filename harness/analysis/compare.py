@@ -1,6 +1,7 @@
 """The regression rule: which changes between two runs are real.
 
-Only like is compared with like: the two runs must share the machine fingerprint, and rows pair
+Only like is compared with like: the two runs must share the machine fingerprint (which holds
+the GPU model and driver; a GPU model mismatch is named as such), and rows pair
 cells with the same cell key. For each metric whose definition in the metric catalogue has a
 compare :class:`~zoo.metrics.Rule` (``catalogue.compare_rules()``):
 
@@ -45,7 +46,8 @@ from harness.results.loader import ResultSet
 from harness.results.metrics import BUILTIN, Catalogue
 
 __all__ = ["VERDICTS", "CompareSettings", "Comparison", "NotComparable", "Rule", "benjamini_hochberg",
-           "compare_results", "mann_whitney", "mann_whitney_rows", "night_noise", "robust_cv_rows"]
+           "compare_results", "gpu_software_warnings", "machine_mismatch", "mann_whitney", "mann_whitney_rows",
+           "night_noise", "robust_cv_rows"]
 
 VERDICTS = ("regressed", "improved", "unchanged", "unstable", "new", "missing")
 #: An unstable cell's change still counts when its whole CI is beyond this many thresholds ...
@@ -162,6 +164,33 @@ def night_noise(history: ResultSet, fingerprint: str, exclude: Sequence[str] = (
     return pd.DataFrame(out, columns=["cell_key", "metric", "noise", "runs"])
 
 
+def machine_mismatch(b_run: Mapping, c_run: Mapping) -> str:
+    """``""`` when the two runs (rows of ``ResultSet.runs``) come from one machine; otherwise what
+    differs. Different GPU models are named first and loudly: a GPU run's timings are the GPU's."""
+    b_gpu, c_gpu = b_run.get("gpu_model") or "", c_run.get("gpu_model") or ""
+    machines = (f"fingerprint {b_run['fingerprint'] or 'unknown'}, {b_run['cpu_model']} vs "
+                f"{c_run['fingerprint'] or 'unknown'}, {c_run['cpu_model']}")
+    if b_gpu != c_gpu:
+        return (f"GPU MISMATCH: the runs come from different machines with different GPUs "
+                f"({b_gpu or 'no GPU recorded'} vs {c_gpu or 'no GPU recorded'}; {machines})")
+    if b_run["fingerprint"] == c_run["fingerprint"]:
+        return ""
+    b_driver, c_driver = ((r.get("gpu") or {}).get("driver") for r in (b_run, c_run))
+    driver = f"; GPU driver {b_driver} vs {c_driver}" if b_gpu and b_driver != c_driver else ""
+    return f"the runs come from different machines ({machines}{driver})"
+
+
+def gpu_software_warnings(b_run: Mapping, c_run: Mapping) -> list[str]:
+    """A warning per CUDA runtime or cuDNN wheel that differs between the runs (these are not in
+    the fingerprint: they belong to an environment, and still move GPU timings)."""
+    b_sw, c_sw = b_run.get("gpu_software") or {}, c_run.get("gpu_software") or {}
+    out = []
+    for key in ("cuda_runtime", "cudnn"):
+        if (b_run.get("gpu_model") or c_run.get("gpu_model")) and b_sw.get(key) != c_sw.get(key):
+            out.append(f"the runs used different {key} wheels: {b_sw.get(key) or 'none'} vs {c_sw.get(key) or 'none'}")
+    return out
+
+
 def disturbance_warnings(side: str, run: ResultSet, disturbed: dict[str, list[str]]) -> list[str]:
     """What made a run's numbers suspect: a run-level probe that moved (``quiet: false`` in its
     manifest) and the cells its records mark disturbed (``disturbed``: cell key -> reasons)."""
@@ -183,13 +212,13 @@ def compare_results(baseline: ResultSet, candidate: ResultSet, settings: Compare
     samples cannot show: a machine that is slower on some nights than others."""
     b_run, c_run = _single_run(baseline, "baseline"), _single_run(candidate, "candidate")
     warnings = []
-    if b_run["fingerprint"] != c_run["fingerprint"]:
-        msg = (f"the runs come from different machines (fingerprint {b_run['fingerprint'] or 'unknown'}, "
-               f"{b_run['cpu_model']} vs {c_run['fingerprint'] or 'unknown'}, {c_run['cpu_model']})")
+    msg = machine_mismatch(b_run, c_run)
+    if msg:
         if not allow_machine_mismatch:
             raise NotComparable(msg + ": their timings say nothing about the code; compare runs from one "
                                 "machine, or pass --allow-machine-mismatch to compare anyway")
         warnings.append(msg)
+    warnings += gpu_software_warnings(b_run, c_run)
     b_req, c_req = b_run.get("request") or {}, c_run.get("request") or {}
     for key in REQUEST_KEYS:
         if key in b_req and key in c_req and b_req[key] != c_req[key]:

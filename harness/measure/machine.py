@@ -1,5 +1,13 @@
 """A description of the machine: stable fields (the fingerprint that decides what may be compared
-with what) and volatile ones (load, free memory) recorded for context."""
+with what) and volatile ones (load, free memory) recorded for context.
+
+The stable fields include the GPU the cells use (:func:`harness.measure.gpu_info.stable_gpu`:
+model, memory, count, driver, the driver's CUDA version), so runs on different GPUs, or on one
+GPU under different drivers, get different fingerprints and ``zoo compare`` refuses to mix them.
+On a machine without a GPU the field is ``None`` and left out of the hash, so CPU fingerprints
+are what they were before GPUs were recorded. The CUDA runtime and cuDNN wheels are recorded in
+``gpu_software`` but not hashed: they belong to a framework's environment, not to the machine.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,8 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from harness.measure import gpu_info
 
 
 def _cpu_model() -> str:
@@ -50,12 +60,22 @@ def stable_info() -> dict[str, Any]:
         "logical_cpus": os.cpu_count() or 0,
         "memory_total_bytes": _memory_total_bytes(),
         "python": platform.python_version(),
+        "gpu": gpu_info.stable_gpu(),
+        "gpu_software": gpu_info.gpu_software(),
     }
 
 
+#: Stable fields recorded in the manifest but not hashed into the fingerprint.
+NOT_FINGERPRINTED = ("gpu_software",)
+
+
 def fingerprint(info: dict[str, Any] | None = None) -> str:
+    """16 hex digits identifying the machine: a hash of :func:`stable_info` without
+    :data:`NOT_FINGERPRINTED` and without ``gpu`` when there is none (so a CPU machine keeps the
+    fingerprint it had before GPUs were recorded)."""
     info = stable_info() if info is None else info
-    return hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()[:16]
+    hashed = {k: v for k, v in info.items() if k not in NOT_FINGERPRINTED and not (k == "gpu" and v is None)}
+    return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def volatile_info() -> dict[str, Any]:
@@ -87,7 +107,8 @@ def harness_commit(repo: Path | None = None) -> dict[str, Any]:
 
 
 def record_info() -> dict[str, Any]:
-    """What each record carries about its machine: the fingerprint, the CPU and the GPU."""
+    """What each record carries about its machine: the fingerprint, the CPU and the GPU (a dict
+    from :func:`harness.measure.gpu_info.describe_gpu`, ``None`` without one)."""
     stable = _cached_stable()
     return {"fingerprint": fingerprint(stable), "cpu_model": stable["cpu_model"], "cpu_flags": stable["cpu_flags"],
             "gpu": _cached_gpu()}
@@ -99,16 +120,13 @@ def _cached_stable() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=1)
-def _cached_gpu() -> str:
-    """``name, driver`` of the first GPU as nvidia-smi reports it, or ``""``."""
-    return gpu_name()
+def _cached_gpu() -> dict[str, Any] | None:
+    """The record's GPU: model, memory, count, driver, CUDA, cuDNN (``None`` without a GPU)."""
+    return gpu_info.describe_gpu()
 
 
 def gpu_name() -> str:
-    """``name, driver`` of the first GPU as ``nvidia-smi`` reports it, or ``""`` without one."""
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
-        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
-    except (OSError, subprocess.SubprocessError):
-        return ""
+    """The model name of the GPU the cells use (the first one ``CUDA_VISIBLE_DEVICES`` shows) as
+    ``nvidia-smi`` reports it, or ``""`` without one."""
+    row, _ = gpu_info.visible_gpu()
+    return row.name if row else ""

@@ -65,7 +65,8 @@ def comparison_markdown(cmp: Comparison, show_all: bool = False, fail_on: Sequen
     counts = cmp.counts()
     b, c = cmp.baseline, cmp.candidate
     out = [f"### zoo compare: {md_escape(b['run'])} → {md_escape(c['run'])}", ""]
-    out.append(f"Machine {md_escape(c['fingerprint'] or 'unknown')} ({md_escape(c['cpu_model'])}); "
+    gpu = f", {md_escape(c['gpu_model'])}" if c.get("gpu_model") else ""
+    out.append(f"Machine {md_escape(c['fingerprint'] or 'unknown')} ({md_escape(c['cpu_model'])}{gpu}); "
                + ", ".join(f"**{counts[v]}** {v}" for v in VERDICTS if counts[v]) + ".")
     for w in cmp.warnings:
         out += ["", f"> warning: {md_escape(w)}"]

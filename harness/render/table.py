@@ -93,7 +93,8 @@ def render_report(view) -> list:
 def render_comparison(view) -> list:
     cmp = view.comparison
     b, c = cmp.baseline, cmp.candidate
-    out: list = [Text(f"zoo compare {b['run']} -> {c['run']} on machine {c['fingerprint']} ({c['cpu_model']})")]
+    gpu = f", {c['gpu_model']}" if c.get("gpu_model") else ""
+    out: list = [Text(f"zoo compare {b['run']} -> {c['run']} on machine {c['fingerprint']} ({c['cpu_model']}{gpu})")]
     if len(view.rows):
         out.append(comparison_table(cmp, view.show_all, view.fail_on))
     counts = cmp.counts()

@@ -5,7 +5,8 @@
 :class:`ResultSet` with three frames:
 
 * ``runs``: one row per run (manifest: id, trigger, start, commit and dirty flag, machine
-  fingerprint, the measured device peaks when the run has them);
+  fingerprint, GPU model, driver and CUDA/cuDNN when recorded, the measured device peaks when the
+  run has them);
 * ``cells``: one row per cell record (identity, status, error);
 * ``metrics``: one row per (run, cell, metric), with the run's and the cell's columns repeated, so
   it can be filtered and pivoted on its own; ``samples`` holds each metric's raw samples as a
@@ -43,7 +44,7 @@ CELL_FIELDS = ("framework", "model", "task", "device", "precision", "batch_size"
 RUN_COLUMNS = ("run_id", "run", "path", "started_at", "finished_at", "run_status", "trigger", "commit", "dirty",
                "zoo_bench", "fingerprint", "cpu_model", "logical_cpus")
 RUN_ONLY_COLUMNS = ("device_peak", "peaks", "hostname", "system", "arch", "python", "request",
-                    "quiet")  # ``runs`` only
+                    "quiet", "gpu_model", "gpu", "gpu_software")  # ``runs`` only
 CELL_COLUMNS = ("run", "cell_key", *CELL_FIELDS, "label", "status", "error_phase", "error_type", "error_message",
                 "framework_version", "threads", "duration_s")
 METRIC_COLUMNS = ("metric", "value", "unit", "direction", "n", "robust_cv", "iqr", "ci_low", "ci_high", "samples")
@@ -172,7 +173,19 @@ def _run_row(run_dir: Path) -> dict[str, Any]:
         "arch": stable.get("machine", ""), "python": stable.get("python", ""), "request": manifest.get("request") or {},
         "quiet": (manifest.get("quietness") or {}).get("quiet") if isinstance(manifest.get("quietness"), Mapping)
         else None,
+        **_gpu_columns(stable),
     }
+
+
+def _gpu_columns(stable: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's GPU (``machine.stable.gpu``; absent in manifests written before GPUs were
+    recorded, ``None`` on a machine without one): its model name ("" for none), the whole entry,
+    and the CUDA/cuDNN wheels."""
+    gpu = stable.get("gpu")
+    gpu = dict(gpu) if isinstance(gpu, Mapping) else None
+    software = stable.get("gpu_software")
+    return {"gpu_model": (gpu or {}).get("model") or "", "gpu": gpu,
+            "gpu_software": dict(software) if isinstance(software, Mapping) else {}}
 
 
 nan = math.nan
