@@ -135,7 +135,7 @@ def test_ensure_checkpoint_converts_once_with_a_model_card(tmp_path):
     from zoo.checkpoints import load_checkpoint
     from zoo.importers.bert import ensure_checkpoint
 
-    name = ensure_checkpoint("minilm-l6", tmp_path)
+    name = ensure_checkpoint("minilm-l6", tmp_path, force=True)  # force: the user cache may hold it already
     entry, weights = load_checkpoint(name, tmp_path)
     assert name == "minilm-l6-sentence" and entry.model == "minilm-l6" and entry.num_classes == 384
     assert entry.card["license"].startswith("Apache-2.0") and len(entry.card["source_sha256"]) == 64

@@ -54,11 +54,14 @@ GPU_SETTINGS: dict[str, Any] = {
     "budget_s": 480,
 }
 #: ... and on the CPU for --dry-run: tiny sizes; a matmul is held against the CPU peak probe
-#: (it cannot beat the machine's BLAS by much); parity still holds 1e-4.
+#: within a wide band: the two are measured seconds apart on a shared CPU, so either may be slowed
+#: by another process (measured once: the line at 182 % of a probe taken during another
+#: benchmark), and a CPU has no TF32 to leak. The dry run proves the code path; parity still
+#: holds 1e-4.
 DRY_SETTINGS: dict[str, Any] = {
     **GPU_SETTINGS,
     "matmul_n": 512,
-    "matmul_limits": {"bf16": (0.01, 1.5), "fp32": (0.01, 1.5), "tf32": (0.0, 1.0)},
+    "matmul_limits": {"bf16": (0.01, 5.0), "fp32": (0.01, 5.0), "tf32": (0.0, 1.0)},
     "parity": {"model": "resnet50", "px": 32, "batch": 4},
     "sync": {"model": "resnet50", "px": 32, "batch": 4, "batches": 4, "threshold": 0.90},
     "train": {"model": "resnet20", "px": 32, "batch": 4, "steps": 4},
@@ -141,7 +144,8 @@ def matmul_lines(cfg: dict[str, Any], row: gpu_info.GpuRow | None, python: str, 
             continue
         ratio = out["gflops"] / ref_gflops
         status = "PASS" if low <= ratio <= high else "FAIL"
-        leak = " (above: TF32 leaked into strict fp32)" if precision == "fp32" and ratio > high else ""
+        leak = (" (above: TF32 leaked into strict fp32)"
+                if precision == "fp32" and ratio > high and not cfg["dry_run"] else "")
         yield Line(name, status, f"{rate(out['gflops'])} = {ratio:.0%} of {rate(ref_gflops)} from {ref_label} "
                                  f"(limits {low:.0%}-{high:.0%}){leak}; {out['source']}")
 
