@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -47,10 +47,38 @@ def file_sha256(path: Path) -> str:
     return sha256_of(path)
 
 
+def cut_list(names: list[str], limit: int = 8) -> str:
+    """``"a, b, c (+5 more)"``: the first ``limit`` names, for error messages about keys."""
+    return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def ensure_cached(name: str, directory: Path | None, force: bool, find_source: Callable[[], Path | None],
+                  convert: Callable[[Path, Path], object]) -> str | None:
+    """The checkpoint ``name`` if the search path (``directory`` first) has it and ``force`` is
+    off; else ``convert(source, target)`` the installed package's file found by ``find_source``
+    into ``directory`` (default the user checkpoint directory) and return ``name``; ``None`` when
+    neither the checkpoint nor the source is there. What every packaged-weights importer does."""
+    from zoo.checkpoints import CheckpointError, locate_checkpoint, search_path, user_checkpoint_dir
+
+    if not force:
+        try:
+            locate_checkpoint(name, search_path(directory))
+            return name
+        except CheckpointError:
+            pass
+    source = find_source()
+    if source is None:
+        return None
+    target = Path(directory or user_checkpoint_dir())
+    target.mkdir(parents=True, exist_ok=True)
+    convert(source, target)
+    return name
+
+
 def describe_mismatch(expected: Mapping[str, tuple[int, ...]], got: Mapping[str, np.ndarray], limit: int = 8) -> str:
     """'missing a, b; unexpected c; x: shape (..), expected (..)', each list cut at ``limit``."""
     def cut(names: list[str]) -> str:
-        return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+        return cut_list(names, limit)
 
     missing = sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))

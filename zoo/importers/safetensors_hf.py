@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.checkpoints import CheckpointError, read_safetensors_file
-from zoo.importers.base import ImportedWeights, WeightsImportError, file_sha256
+from zoo.importers.base import ImportedWeights, WeightsImportError, cut_list, file_sha256
 from zoo.importers.resnet_names import describe_torch_topology, match_resnet, torch_names_to_canonical
 from zoo.importers.torchvision import KERAS_TOPOLOGY, TORCH_STYLE_MODELS
 
@@ -132,7 +132,7 @@ def import_hf(path: str | Path, model: str | None = None, config: str | Path | N
     weights, dropped, unknown = torch_names_to_canonical(state)
     topology = describe_torch_topology(list(state))
     if unknown:
-        shown = ", ".join(unknown[:8]) + (f" (+{len(unknown) - 8} more)" if len(unknown) > 8 else "")
+        shown = cut_list(unknown)
         raise WeightsImportError(
             f"{path} is not a torchvision-topology ResNet: unexpected keys {shown} (timm variants such as "
             "resnet50d/resnet50t have a deep stem and average-pool shortcuts, which no zoo model reproduces)")

