@@ -72,6 +72,8 @@ VARIANTS = {
     "eager": "plain eager execution, no tf.function",
 }
 PRECISIONS = ("fp32", "bf16")
+#: How batches reach the model, the same words in zoo-torch, zoo-tf and zoo-jax (``info().details["feed"]``).
+FEED = "device-resident: split staged once per call, batches gathered by the host's indices"
 
 #: The process-wide settings the first prepare() applied: (device, threads, matmul precision).
 _applied_settings: tuple[str, int, str] | None = None
@@ -179,6 +181,9 @@ class TFFramework(Framework):
                 "pool_and_head": modules.DTYPE,
             },
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+            # zoo_tf.training.Feed: the split in variables on the device once per call, the epoch's
+            # order too; the compiled step gathers its batch at a step counter and takes no arguments
+            "feed": FEED,
         }
         if gpus:
             details["gpu_name"] = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "")
@@ -233,12 +238,14 @@ class TFFramework(Framework):
                 model.compiled[key] = (make_train_step(model.model, optimizer, signature, model.variant), optimizer)
             step, optimizer = model.compiled[key]
             optimizer.reset()  # every fine-tune starts a fresh Adam, as in torch
+            step.feed.stage(data.inputs, data.y)  # the split on the device, once per call
         losses = []
-        for epoch in data.epochs():
+        for epoch in data.order:
             with tf.device(model.device):
-                for x, y in epoch:
-                    with meter.step(len(y)) as sync:
-                        loss = step(x, y.astype(np.int64, copy=False))
+                step.feed.start(epoch)  # the epoch's batch order on the device; the step gathers its batch
+                for idx in epoch:
+                    with meter.step(len(idx)) as sync:
+                        loss = step()
                         if sync is not False:
                             loss.numpy()  # the copy to host waits for the update
                     losses.append(loss)
@@ -252,14 +259,17 @@ class TFFramework(Framework):
 
         key = ("forward", data.batch_size)
         outputs = []
+        batch_size = data.batch_size
         with tf.device(model.device):
             if key not in model.compiled:
                 model.compiled[key] = make_forward(model.model, input_signature(model.inputs, data.batch_size),
                                                    model.variant)
             forward = model.compiled[key]
-            for x in data.batches():
-                with meter.step(data.batch_size) as sync:
-                    logits = forward(x)
+            forward.feed.stage(data.inputs)  # the split on the device, once per call
+            forward.feed.start(data.order)
+            for _ in data.order:
+                with meter.step(batch_size) as sync:
+                    logits = forward()
                     if sync is not False:
                         logits = logits.numpy()  # the copy to host synchronises
                 outputs.append(logits)

@@ -3,9 +3,10 @@ so ``zoo --help`` and ``zoo plugins`` stay fast."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -43,6 +44,9 @@ def builder(family: str) -> Callable[..., Any]:
 #: What autocast runs in bfloat16 in the zoo's modules (torch's CPU/CUDA autocast op lists);
 #: BatchNorm takes bfloat16 in and out but computes in float32 (:mod:`zoo_torch.resnet`).
 BF16_OPS = ("linear", "conv2d")
+
+#: How batches reach the model, the same words in zoo-torch, zoo-tf and zoo-jax (``info().details["feed"]``).
+FEED = "device-resident: split staged once per call, batches gathered by the host's indices"
 
 
 @dataclass
@@ -101,6 +105,9 @@ class TorchFramework(Framework):
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "variant": self.variant,
             "bf16_ops": list(BF16_OPS) if self.precision == "bf16" else [],
+            # zoo_torch.adapter.Feed: the split on the model's device once per call, a contiguous
+            # slice per step from one index_select per chunk of steps
+            "feed": FEED,
         }
         if torch.cuda.is_available():
             details["gpu_name"] = torch.cuda.get_device_name(0)
@@ -151,14 +158,16 @@ class TorchFramework(Framework):
         )
         module.train()  # a ResNet keeps its frozen BatchNorms in eval mode (zoo_torch.resnet)
         cuda = device.type == "cuda"
+        feed = Feed(data.inputs, device, data.batch_size, labels=data.y)  # the split, staged once
+        forward = model.forward
         losses = []
-        for epoch in data.epochs():
-            for x, y in epoch:
-                with meter.step(len(y)) as sync:
-                    xb = to_tensors(x, device, non_blocking=True)
-                    yb = torch.from_numpy(y).to(device, non_blocking=True)
+        for epoch in data.order:
+            batches = feed.epoch(epoch)
+            for idx in epoch:
+                with meter.step(len(idx)) as sync:
+                    xb, yb = next(batches)  # a slice of the staged split (one gather per chunk of steps)
                     optimizer.zero_grad(set_to_none=True)
-                    loss = F.cross_entropy(model.forward(xb), yb)
+                    loss = F.cross_entropy(forward(xb), yb)
                     loss.backward()
                     optimizer.step()
                     if sync is not False and cuda:  # CPU ops are synchronous; CUDA kernels are queued
@@ -174,11 +183,14 @@ class TorchFramework(Framework):
         module, device = model.module, model.device
         module.eval()
         cuda = device.type == "cuda"
+        feed = Feed(data.inputs, device, data.batch_size)  # the split, staged once
+        forward, batch_size = model.forward, data.batch_size
         outputs = []
         with torch.inference_mode():
-            for x in data.batches():
-                with meter.step(data.batch_size) as sync:
-                    logits = model.forward(to_tensors(x, device if cuda else None))
+            batches = feed.epoch(data.order)
+            for _ in data.order:
+                with meter.step(batch_size) as sync:
+                    logits = forward(next(batches))
                     if sync is not False and cuda:  # CPU ops are synchronous; CUDA kernels are queued
                         torch.cuda.synchronize(device)
                 outputs.append(logits)
@@ -199,13 +211,68 @@ class TorchFramework(Framework):
         return {"peak_bytes": int(torch.cuda.max_memory_allocated())}
 
 
-def to_tensors(x: Any, device: Any, non_blocking: bool = False) -> Any:
-    """A batch in the batch form (an array, or a dict of arrays for several inputs) as torch
-    tensors on ``device`` (``None``: stay on the CPU, no copy); dtypes are the declared ones."""
+class Feed:
+    """The split of one ``fine_tune`` or ``evaluate`` call, staged once on the model's device,
+    and its batches in the host's order (:data:`FEED`).
+
+    Staging: one tensor per input (and the labels), ``torch.from_numpy`` of the host's array: on
+    the CPU no copy at all, on a GPU one copy from pinned memory. Batches: every
+    :data:`CHUNK_STEPS` steps (fewer for big examples, :data:`CHUNK_BYTES`), the indices of the
+    next steps are gathered in one ``index_select`` per tensor into a contiguous block, and each
+    step takes its contiguous slice of the block. So a step is a slice, not an index gather and
+    no conversion, and the gather of a chunk runs inside the first step of the chunk (inside its
+    ``meter.step``: timed, as the work of that step). The block holds exactly the rows of the
+    host's index arrays in their order, repeats and padding included."""
+
+    def __init__(self, inputs: Mapping[str, np.ndarray], device: Any, batch_size: int,
+                 labels: np.ndarray | None = None):
+        arrays = dict(inputs)
+        if labels is not None:
+            arrays[LABELS] = labels.astype(np.int64, copy=False)
+        self.tensors = {name: _stage(array, device) for name, array in arrays.items()}
+        self.names = tuple(inputs)
+        self.labels = labels is not None
+        self.device = device
+        row_bytes = sum(array[:1].nbytes for array in arrays.values()) or 1
+        self.chunk = max(1, min(CHUNK_STEPS, CHUNK_BYTES // (row_bytes * max(1, batch_size))))
+
+    def epoch(self, order: Sequence[np.ndarray]) -> Iterator[Any]:
+        """The batches of ``order`` (one index array per step): the batch form of the inputs
+        (a tensor for one input, a dict for several), with the labels as ``(x, y)`` in training."""
+        import torch
+
+        single = len(self.names) == 1
+        only = self.names[0]
+        for start in range(0, len(order), self.chunk):
+            steps = order[start:start + self.chunk]
+            index = torch.from_numpy(np.concatenate(steps).astype(np.int64, copy=False))
+            if self.device.type != "cpu":
+                index = index.to(self.device, non_blocking=True)
+            block = {name: t.index_select(0, index) for name, t in self.tensors.items()}
+            end = 0
+            for idx in steps:
+                begin, end = end, end + len(idx)
+                x = block[only][begin:end] if single else {n: block[n][begin:end] for n in self.names}
+                yield (x, block[LABELS][begin:end]) if self.labels else x
+
+
+#: Steps whose batches one gather fetches (:class:`Feed`), and the most bytes that gather may copy.
+CHUNK_STEPS = 64
+CHUNK_BYTES = 16 * 2**20
+#: The key of the labels among :class:`Feed`'s tensors (not a valid input name: it has a space).
+LABELS = "labels (y)"
+
+
+def _stage(array: np.ndarray, device: Any) -> Any:
+    """``array`` as a tensor on ``device``: shared with NumPy on the CPU (never written: batches
+    are gathered copies), one pinned, non-blocking copy on a GPU."""
     import torch
 
-    if isinstance(x, Mapping):
-        return {name: to_tensors(value, device, non_blocking) for name, value in x.items()}
-    tensor = torch.from_numpy(x)
-    return tensor if device is None else tensor.to(device, non_blocking=non_blocking)
-
+    with warnings.catch_warnings():  # a read-only host array is only ever read
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type == "cpu":
+        return tensor
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)

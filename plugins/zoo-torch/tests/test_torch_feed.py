@@ -1,0 +1,127 @@
+"""zoo-torch's feed: the split is staged once per call and every step gathers its batch from it
+by the host's index arrays, in the host's order (repeated rows, repeated batches, permutations),
+for one input (images) and several (the BERT family's tokens and mask)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from zoo.contract import EvalData, FineTuneConfig, Runtime, TrainData, load_kwargs  # noqa: E402
+from zoo.init import init_weights  # noqa: E402
+from zoo.models import CORE_MODELS, BertSpec  # noqa: E402
+from zoo.models.inputs import select  # noqa: E402
+from zoo.testing import RecordingMeter  # noqa: E402
+from zoo.testing.reference import random_inputs  # noqa: E402
+from zoo_torch import adapter  # noqa: E402
+from zoo_torch.adapter import TorchFramework  # noqa: E402
+
+TINY_BERT = BertSpec(name="bert-tiny", description="tiny random BERT", vocab_size=50, hidden=16, num_layers=1,
+                     heads=2, intermediate=32, max_positions=8)
+#: model -> its input shape: images for the MLP and the CNN, 6 tokens (tokens and mask) for BERT.
+MODELS = {**{s.name: (s, (8, 8, 1)) for s in CORE_MODELS}, "bert-tiny": (TINY_BERT, (6,))}
+CLASSES, BATCH, N = 5, 4, 12
+FEED = "device-resident: split staged once per call, batches gathered by the host's indices"
+#: Two epochs: rows repeated inside a batch, a whole batch repeated, then a seeded permutation.
+ORDER = ((np.array([3, 3, 0, 9]), np.array([11, 2, 2, 5]), np.array([3, 3, 0, 9])),
+         tuple(np.random.default_rng(0).permutation(N)[:8].reshape(2, BATCH)) + (np.array([7, 1, 10, 6]),))
+
+
+@pytest.fixture(scope="module")
+def fw():
+    f = TorchFramework()
+    f.prepare(Runtime("cpu", "fp32", threads=1, seed=0))
+    return f
+
+
+def load(fw, name):
+    spec, shape = MODELS[name]
+    weights = init_weights(spec, shape, CLASSES, seed=1)
+    return fw.load_pretrained(**load_kwargs(fw, spec=spec, weights=weights, input_shape=shape, num_classes=CLASSES,
+                                            device="cpu", precision="fp32", freeze="none"))
+
+
+def inputs(name, n=N, seed=2):
+    spec, shape = MODELS[name]
+    return random_inputs(spec.inputs(shape), n, seed=seed)  # name -> array, one per declared input
+
+
+def written_out(x, order):
+    """The same batches given explicitly: every batch's rows in sequence, read in arange order."""
+    rows = np.concatenate([idx for epoch in order for idx in epoch])
+    starts = iter(range(0, len(rows), BATCH))
+    return select(x, rows), rows, tuple(tuple(np.arange(s, s + BATCH) for s in (next(starts) for _ in epoch))
+                                        for epoch in order)
+
+
+def fine_tune(fw, name, data):
+    meter = RecordingMeter()
+    result = fw.fine_tune(load(fw, name), data, FineTuneConfig(learning_rate=1e-2), meter)
+    return np.asarray(result.losses), fw.export_weights(result.model), meter
+
+
+@pytest.mark.parametrize("chunk", [64, 2], ids=["one-gather-per-epoch", "a-gather-every-2-steps"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_fine_tune_trains_on_the_hosts_batches_in_its_order(fw, name, chunk, monkeypatch):
+    monkeypatch.setattr(adapter, "CHUNK_STEPS", chunk)
+    x, y = inputs(name), np.random.default_rng(3).integers(0, CLASSES, N)
+    losses, after, meter = fine_tune(fw, name, TrainData(x, y, ORDER))
+    x2, rows, order2 = written_out(x, ORDER)
+    expected_losses, expected, _ = fine_tune(fw, name, TrainData(x2, y[rows], order2))
+    assert len(losses) == len(meter.durations_s) == 6 and meter.epochs_ended == 2 and meter.nested == 0
+    np.testing.assert_allclose(losses, expected_losses, rtol=1e-6, atol=1e-7)
+    for key, value in expected.items():
+        np.testing.assert_allclose(after[key], value, rtol=1e-6, atol=1e-7, err_msg=key)
+    # and the order is used: the same batches, epochs swapped, train to other weights
+    _, other, _ = fine_tune(fw, name, TrainData(x, y, ORDER[::-1]))
+    assert any(not np.allclose(other[key], after[key], rtol=0, atol=1e-6) for key in after)
+
+
+@pytest.mark.parametrize("chunk", [64, 3])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_evaluate_returns_the_rows_of_the_hosts_batches_in_order(fw, name, chunk, monkeypatch):
+    monkeypatch.setattr(adapter, "CHUNK_STEPS", chunk)
+    x = inputs(name, n=10)
+    order = (np.array([9, 0, 0, 4]), np.array([1, 2, 3, 4]), np.array([9, 0, 0, 4]), np.array([7, 7, 7, 7]))
+    model = load(fw, name)
+    meter = RecordingMeter()
+    logits = fw.evaluate(model, EvalData(x, order), meter)
+    assert logits.shape == (16, CLASSES) and meter.samples == [BATCH] * 4
+    rows = np.concatenate(order)
+    expected = fw.evaluate(model, EvalData(select(x, rows), tuple(np.arange(i, i + 4) for i in range(0, 16, 4))),
+                           RecordingMeter())
+    np.testing.assert_allclose(logits, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(logits[0], logits[8])  # the repeated batch
+    np.testing.assert_array_equal(logits[12], logits[15])  # the repeated row
+
+
+def test_feed_slices_each_staged_input_and_the_labels():
+    """Several inputs (tokens and mask, int32): one staged tensor per input, sliced per step."""
+    x, y = inputs("bert-tiny", n=9), np.arange(9) % CLASSES
+    order = (np.array([8, 1, 1, 0]), np.array([0, 8, 4, 4]), np.array([2, 2, 2, 2]))
+    feed = adapter.Feed(x, torch.device("cpu"), BATCH, labels=y)
+    feed.chunk = 2  # a chunk boundary between the second and third step
+    batches = list(feed.epoch(order))
+    assert len(batches) == 3
+    for (xb, yb), idx in zip(batches, order):
+        assert set(xb) == {"tokens", "mask"}
+        for key, array in x.items():
+            assert xb[key].dtype == torch.int32 and xb[key].is_contiguous()
+            np.testing.assert_array_equal(xb[key].numpy(), array[idx])
+        assert yb.dtype == torch.int64
+        np.testing.assert_array_equal(yb.numpy(), y[idx])
+
+
+def test_feed_stages_a_cpu_split_without_copying_it():
+    x = inputs("mlp", n=5)["image"]
+    feed = adapter.Feed({"image": x}, torch.device("cpu"), 2)
+    assert feed.tensors["image"].data_ptr() == x.ctypes.data  # torch.from_numpy: the host's memory
+    (batch,) = list(feed.epoch((np.array([4, 1]),)))
+    assert isinstance(batch, torch.Tensor) and batch.is_contiguous()  # one input: a tensor, not a dict
+    np.testing.assert_array_equal(batch.numpy(), x[[4, 1]])
+
+
+def test_info_records_the_feed(fw):
+    assert fw.info().details["feed"] == FEED == adapter.FEED
