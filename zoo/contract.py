@@ -273,6 +273,14 @@ class Framework(abc.ABC):
         framework has nothing to add (CPU)."""
         return {}
 
+    def reset_memory_peak(self, device: str) -> bool:
+        """Reset the allocator's peak for ``device`` so the next :meth:`memory` reports the peak
+        since this call: the host calls it at the start of every phase (load, fine-tune,
+        inference, latency) to get per-phase device peaks. Return ``True`` when the peak was
+        reset, ``False`` (the default) when the framework cannot reset it; the host then
+        records the phase's figure as the peak since the process started, and says so."""
+        return False
+
 
 def input_support(adapter: Framework, inputs: Sequence[InputSpec]) -> Support:
     """Whether the contract ``adapter`` declares can take a model with ``inputs`` at all (before
