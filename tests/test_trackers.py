@@ -77,7 +77,9 @@ def test_a_plugin_tracker_measures_every_cell_and_a_broken_one_fails_none(tmp_pa
         assert record["status"] == "ok"
         tracked = record["metrics"]["tracked_fine_tune_s"]
         assert tracked["unit"] == "s" and tracked["direction"] == "lower" and tracked["value"] > 0
-        assert tracked["value"] <= record["metrics"]["fine_tune_wall_s"]["value"] + 1.0
+        # the tracker's fine_tune phase encloses the recipe's training clock (which excludes the
+        # epoch-end evaluations the phase also holds; no upper bound: a busy machine stretches those)
+        assert tracked["value"] >= record["metrics"]["fine_tune_wall_s"]["value"]
         assert record["metrics"]["tracked_phases"]["value"] >= 6  # data, load, fine_tune, evaluate, ...
         assert "peak_rss_mb" in record["metrics"]  # the built-in tracker still runs
         error = record["environment"]["measurement"]["trackers"]["broken"]["error"]

@@ -63,3 +63,7 @@ class Tracker(abc.ABC):
     def details(self) -> Mapping[str, Any]:
         """How the tracker measured (method, sampling interval), kept in the record."""
         return {}
+
+    def close(self) -> None:
+        """Release what the tracker holds (a sampling thread or process). Called once at the cell's
+        end, also when a phase failed and :meth:`finish` never ran; must not raise."""

@@ -18,6 +18,7 @@ from typing import Iterable, Iterator, Sequence, Union
 
 from zoo.metrics import MetricDef, Rule, Timing
 
+from harness.measure.trackers.phases import PHASE_PREFIX, phase_metric
 from harness.results.records import Metric
 
 Value = Union[float, Sequence[float]]
@@ -25,6 +26,24 @@ _PLAIN = re.compile(r"^[a-z][a-z0-9_]*$")  # what a concrete MetricDef name may 
 
 _SAMPLED = dict(merge="pooled")
 _SINGLE = dict(merge="median")
+
+#: The words each measured phase is described with.
+_PHASE_WORDS = {"load": "load_pretrained", "fine_tune": "the fine-tune recipe",
+                "inference_throughput": "the inference throughput phase", "latency": "the batch-1 latency phase",
+                "train_throughput": "the training throughput phase"}
+#: The per-phase GPU figures (one metric per measured phase, named by ``phase_metric``): the
+#: allocator tracker, the NVML process tracker and the GPU clocks tracker write them.
+_PER_PHASE_GPU = (
+    ("device_peak_mb", "MiB", "lower", "the framework allocator's device peak during the phase; reset at its start "
+     "where the adapter can (the record's details say since phase start or since process start)"),
+    ("nvml_mb", "MiB", "lower", "peak GPU memory the driver (NVML) attributes to the worker process"),
+    ("gpu_sm_clock_mhz", "MHz", "info", "median SM clock of the cell's GPU"),
+    ("gpu_power_w", "W", "info", "mean board power of the cell's GPU"),
+    ("gpu_power_peak_w", "W", "info", "largest board power sample of the cell's GPU"),
+    ("gpu_energy_j", "J", "lower", "board energy of the cell's GPU: its power integrated over the phase"),
+    ("gpu_temp_max_c", "C", "info", "highest temperature of the cell's GPU"),
+    ("gpu_util_pct", "%", "info", "mean utilisation of the cell's GPU (share of time a kernel ran)"),
+)
 
 #: The host's metrics, in the order ``zoo compare`` lists its gates and the HTML report its charts.
 BUILTIN_DEFINITIONS: tuple[MetricDef, ...] = (
@@ -48,13 +67,17 @@ BUILTIN_DEFINITIONS: tuple[MetricDef, ...] = (
               description="achieved training FLOP/s as a share of the measured device peak"),
     MetricDef("compile_s", "s", "lower", "compile s", "{:.3f}", "fine_tune", column=60,
               history=Rule("relative", 0.10, min_abs=0.05, tested=False),
-              description="first training step minus a steady one (tracing, compilation)", **_SINGLE),
+              description="fine_tune call start to the end of its first step, minus a steady step (tracing, optimiser, "
+                          "staging, compilation)", **_SINGLE),
     MetricDef("time_to_accuracy_s", "s", "lower", "to target s", "{:.2f}", "fine_tune", column=70,
               description="training time until the task's target accuracy", **_SINGLE),
     MetricDef("fine_tune_wall_s", "s", "lower", "fine-tune s", "{:.2f}", "fine_tune", column=80,
               history=Rule("relative", 0.10, min_abs=0.1, tested=False),
               description="the task's recipe end to end on the training clock", **_SINGLE),
     MetricDef("first_step_s", "s", "lower", phase="fine_tune", description="the first training step", **_SINGLE),
+    MetricDef("infer_compile_s", "s", "lower", phase="inference_throughput",
+              description="the cell's first evaluate call, from its start to the end of its first step, minus a "
+                          "steady step (building, tracing, compiling the forward)", **_SINGLE),
     MetricDef("accuracy_curve", "%", "info", phase="fine_tune", merge="first",
               description="accuracy after each epoch (samples); value: the last epoch's"),
     MetricDef("final_loss", "", "info", phase="fine_tune", description="mean loss of the last epoch", **_SINGLE),
@@ -82,6 +105,12 @@ BUILTIN_DEFINITIONS: tuple[MetricDef, ...] = (
               description="peak working set of the batch-1 latency phase over the baseline", **_SINGLE),
     MetricDef("training_peak_mb", "MiB", "lower", phase="train_throughput",
               description="peak working set of the training throughput phase over the baseline", **_SINGLE),
+    *(MetricDef(phase_metric(phase, what), unit, direction, phase=phase, description=f"{text} ({_PHASE_WORDS[phase]})",
+                **_SINGLE)
+      for what, unit, direction, text in _PER_PHASE_GPU for phase in PHASE_PREFIX),
+    MetricDef("nvml_peak_mb", "MiB", "lower", phase="memory",
+              description="the largest per-phase GPU memory the driver (NVML) attributes to the worker process",
+              **_SINGLE),
     MetricDef("framework_*_mb", "MiB", "lower", phase="memory",
               description="the framework allocator's statistics (framework_peak_mb, ...)", **_SINGLE),
     MetricDef("parameters", "count", "info", phase="memory", description="parameters of the model", **_SINGLE),

@@ -30,6 +30,7 @@ from zoo.init import init_weights, with_new_head
 
 from harness.measure import machine
 from harness.measure.affinity import pin_threads
+from harness.measure.trackers.device_memory import AllocatorTracker
 from harness.measure.threadpools import fairness, thread_pools
 from harness.plan.cells import CellPlan
 from zoo.plugin_host import worker_host
@@ -85,6 +86,7 @@ class CellRun:
         cell, settings, phase = self.cell, self.settings, self.trackers.phase
         adapter, spec, task, info, registry = self._setup()
         self.trackers.start(self.plan.trackers, registry, cell, settings.threads)
+        allocator = self.trackers.attach(AllocatorTracker, adapter)  # per-phase device peaks (GPU cells)
         with phase("data"):
             data = check_task_data(task, task.load())
         model = self._load(adapter, spec, task)
@@ -114,21 +116,24 @@ class CellRun:
 
         with phase("inference_throughput"):
             self.metrics["infer_throughput"], self.details["inference"] = inference_throughput(
-                adapter, model, x_test, cell.batch_size, classes, settings)
+                adapter, model, x_test, cell.batch_size, classes, settings, device=cell.device,
+                first_evaluate=evaluate.first_call)
+        self.metric("infer_compile_s", self.details["inference"]["compile"]["compile_s"])
         with phase("latency"):
             self.metrics.update(latency(adapter, model, x_test, classes, settings))
         if adapter.can_train:
             with phase("train_throughput"):
                 probe = self.details.get("fine_tune", {}).get("steady_step_s", 0.0)
                 model, self.metrics["train_throughput"], self.details["training"] = train_throughput(
-                    adapter, model, recipe, config, probe, settings)
+                    adapter, model, recipe, config, probe, settings, device=cell.device)
             self._utilisation(spec, shape, classes)
 
         with phase("memory", tracked=False):
             self.trackers.finish()
             # every pool is loaded by now: compare them with what the cell was given
             self.environment["thread_pools"] = fairness(thread_pools(), settings.threads)
-            for key, value in adapter.memory(cell.device).items():
+            stats = allocator.cell_stats() if isinstance(allocator, AllocatorTracker) else adapter.memory(cell.device)
+            for key, value in stats.items():  # the allocator's peak over the whole cell, whatever the resets
                 self.metric(f"framework_{key.removesuffix('_bytes')}_mb", value / 2**20)
             self._parameter_bytes(spec, shape, classes)
 
@@ -216,6 +221,7 @@ def run_plan(plan: CellPlan) -> CellRecord:
         run.run()
     except Exception as exc:
         error = ErrorInfo(run.phase, type(exc).__name__, str(exc), traceback.format_exc())
+    run.trackers.close()  # sampling processes end with the cell, also a failed one
     run.details.update(run.trackers.details())
     return CellRecord(
         run_id=plan.run_id, cell=plan.cell, status="failed" if error else "ok",

@@ -39,6 +39,7 @@ class TrackerSet:
         self.make_metric = make_metric
         self.trackers: list[Tracker] = []
         self.errors: dict[str, str] = {}
+        self.context: TrackerContext | None = None  # set by start()
 
     def start(self, names: Sequence[str], registry: Registry | None, cell: Cell, threads: int) -> None:
         """Create the trackers ``names`` (all built-ins when empty), right after ``prepare``."""
@@ -48,9 +49,18 @@ class TrackerSet:
         if unknown:
             raise RuntimeError(f"unknown tracker {', '.join(map(repr, unknown))}: the plan names trackers that "
                                f"no plugin of this worker provides (known: {', '.join(sorted(classes))})")
-        context = TrackerContext(cell.framework, cell.device, threads, os.getpid())
+        self.context = TrackerContext(cell.framework, cell.device, threads, os.getpid())
         for name in names:
-            self._guard(name, lambda cls=classes[name]: self.trackers.append(cls(context)))
+            self._guard(name, lambda cls=classes[name]: self.trackers.append(cls(self.context)))
+
+    def attach(self, cls: Callable[..., Tracker], *args: Any) -> Tracker | None:
+        """Add a tracker the worker builds itself, ``cls(context, *args)`` (one that needs the
+        cell's adapter), after :meth:`start`; ``None`` when its construction raised (the error
+        goes into the details, as for any tracker)."""
+        before = len(self.trackers)
+        self._guard(getattr(cls, "name", "") or getattr(cls, "__name__", "tracker"),
+                    lambda: self.trackers.append(cls(self.context, *args)))
+        return self.trackers[-1] if len(self.trackers) > before else None
 
     @contextmanager
     def phase(self, name: str, tracked: bool = True) -> Iterator[None]:
@@ -69,6 +79,14 @@ class TrackerSet:
         """Whole-cell metrics of every tracker, after the last phase."""
         for t in self.trackers:
             self._guard(t.name, lambda t=t: self._absorb(t.finish()))
+
+    def close(self) -> None:
+        """Let every tracker with a ``close()`` release what it holds (a sampling process): at
+        the cell's end, also when a phase failed and :meth:`finish` never ran."""
+        for t in self.trackers:
+            close = getattr(t, "close", None)
+            if callable(close):
+                self._guard(t.name, close)
 
     def details(self) -> dict[str, Any]:
         """How each tracker measured, and the errors of those that raised."""

@@ -22,14 +22,10 @@ from typing import Any, Mapping
 
 from zoo.trackers import Tracker, TrackerContext, Value
 
-#: Phase -> the metric of its peak over the baseline.
-PHASE_METRICS = {
-    "load": "load_peak_mb",
-    "fine_tune": "fine_tune_peak_mb",
-    "inference_throughput": "inference_peak_mb",
-    "latency": "latency_peak_mb",
-    "train_throughput": "training_peak_mb",
-}
+from harness.measure.trackers.phases import phase_metrics
+
+#: Phase -> the metric of its peak over the baseline (``fine_tune_peak_mb``, ``inference_peak_mb``, ...).
+PHASE_METRICS = phase_metrics("peak_mb")
 #: The phase whose start takes the baseline: the first one after the task's data are loaded.
 BASELINE_PHASE = "load"
 _STATUS = Path("/proc/self/status")
