@@ -18,8 +18,12 @@ Division of labour, so every framework is measured the same way:
   initialised once in NumPy), warm-up, repeats, timing windows, statistics, accuracy (it is
   computed by the host from the logits the adapter returns) and peak host memory;
 * the **adapter** owns the framework: layouts, compilation, and *synchronisation*: the work of a
-  step must be finished when the adapter leaves ``with meter.step(n):`` (for example
-  ``torch.cuda.synchronize()``, ``jax.block_until_ready``, or reading a value back to NumPy).
+  step must be finished when the adapter leaves ``with meter.step(n):``. Synchronise by waiting,
+  not by copying: ``torch.cuda.synchronize()``, ``jax.block_until_ready``,
+  ``tf.test.experimental.sync_devices()`` on a GPU (nothing on a CPU whose ops are synchronous).
+  Reading a value back to NumPy inside the step would also wait, but adds a device-to-host copy
+  to the timed step that another framework does not make (batch-1 latency synchronises every
+  step); keep the outputs on the device and copy them to the host once, after the loop.
 
 Canonical weights (design section 3): NumPy float32 arrays keyed by canonical parameter names,
 each in the layout of its *role* (``ParamSpec.role``, :mod:`zoo.models.params`): dense kernels
@@ -47,6 +51,19 @@ The host builds the keywords with :func:`load_kwargs`, which applies exactly thi
 Precision ``bf16`` means the same thing in every adapter: parameters, optimiser state, loss and
 logits stay float32; the backbone's convolutions and dense layers compute in bfloat16; the head
 computes in float32. ``FrameworkInfo.details["bf16_ops"]`` says which ops ran in bfloat16.
+
+Precision ``tf32`` is ``fp32`` (float32 parameters, activations, optimiser state and logits;
+models built as at ``fp32``, :func:`model_precision`) with TF32 tensor cores allowed for float32
+matmuls and convolutions: torch ``set_float32_matmul_precision("high")`` and
+``cudnn.allow_tf32``, TensorFlow ``enable_tensor_float_32_execution(True)``, JAX
+``jax_default_matmul_precision="tensorfloat32"``. It is a GPU precision (NVIDIA Ampere and
+newer): :func:`precision_support` refuses it on a CPU, with the reason every adapter gives.
+``fp32`` keeps TF32 off (:attr:`Runtime.tf32`). Adapters record the setting in ``info()``.
+
+Autotuning, recorded so a GPU number says what it includes: adapters put what their framework
+autotunes (torch ``cudnn.benchmark``, which zoo-torch turns on for GPU cells as a user timing
+fixed shapes would; TensorFlow's ``TF_CUDNN_USE_AUTOTUNE``; XLA's ``--xla_gpu_autotune_level``)
+in ``info().details["autotune"]``, each ``"not applicable: ..."`` on a CPU.
 """
 
 from __future__ import annotations
@@ -65,7 +82,15 @@ from zoo.models.spec import ModelSpec
 Weights = Mapping[str, np.ndarray]
 
 DEVICES = ("cpu", "gpu")
-PRECISIONS = ("fp32", "bf16")
+#: ``fp32``: float32, TF32 off; ``tf32``: float32 with TF32 matmuls and convolutions (GPU only);
+#: ``bf16``: bfloat16 compute, float32 parameters and logits (module doc).
+PRECISIONS = ("fp32", "tf32", "bf16")
+#: Precisions only a GPU has the hardware for, -> why (:func:`precision_support`).
+GPU_PRECISIONS = {
+    "tf32": "tf32 is a GPU precision: TF32 tensor cores (NVIDIA Ampere and newer) run float32 matmuls and "
+            "convolutions with a 10-bit mantissa, and a CPU has none; use --precision fp32 (or bf16) on a CPU, "
+            "or --device gpu",
+}
 #: Fixed freeze policies; ``last-N`` (the head plus the last N blocks) is accepted too, see
 #: :func:`zoo.models.spec.parse_freeze`.
 FREEZE_POLICIES = ("none", "backbone")
@@ -78,7 +103,8 @@ class Meter(Protocol):
     """Times the steps of a phase; given to the adapter by the host.
 
     Use it around exactly one step of work (one optimiser step, or one forward pass over one
-    batch), including the transfer of the NumPy batch to the device. The block yields ``sync``:
+    batch), including getting the batch to the model (gathering it from the split staged on the
+    device, as the built-in adapters do, or transferring a NumPy batch). The block yields ``sync``:
     when it is true, the step's work must be finished when the block is left; when false, the
     adapter may leave with work still in flight (the host asks for a sync at the end of each
     timing window, so asynchronous frameworks can pipeline as they would for a user)::
@@ -108,13 +134,21 @@ class Runtime:
     """Process-wide settings the host fixes for one cell, the same for every framework."""
 
     device: str  # "cpu" or "gpu"
-    precision: str  # "fp32" or "bf16" (bf16 compute, fp32 parameters, optimiser state and logits)
+    precision: str  # one of PRECISIONS: "fp32", "tf32" (GPU only) or "bf16" (module doc)
     threads: int  # intra-op threads on CPU
     seed: int
-    #: "highest" keeps float32 matmuls in full float32 (TF32 off on GPUs that have it).
+    #: "highest" keeps float32 matmuls in full float32 (TF32 off on GPUs that have it) unless the
+    #: precision is ``tf32``; anything else allows TF32 at any precision (:attr:`tf32`).
     matmul_precision: str = "highest"
     #: One of the adapter's :attr:`Framework.variants` (execution mode, e.g. eager or compiled).
     variant: str = ""
+
+    @property
+    def tf32(self) -> bool:
+        """Whether float32 matmuls and convolutions may use TF32 tensor cores in this cell:
+        precision ``tf32``, or a ``matmul_precision`` other than ``"highest"``. False at ``fp32``
+        by default, so an fp32 number is a float32 number."""
+        return self.precision == "tf32" or self.matmul_precision != "highest"
 
 
 @dataclass(frozen=True)
@@ -268,18 +302,35 @@ class Framework(abc.ABC):
 
     def memory(self, device: str) -> dict[str, int]:
         """Framework allocator statistics in bytes for ``device``, as ``{"peak_bytes": ...}``
-        (the allocator's peak since the worker process started: one cell per process, so this
-        is the cell's peak). The host measures process memory itself; return ``{}`` where the
-        framework has nothing to add (CPU)."""
+        (the allocator's peak since the last :meth:`reset_memory_peak` that returned ``True``,
+        else since the worker process started: one cell per process, so then it is the cell's
+        peak). The host measures process memory itself; return ``{}`` where the framework has
+        nothing to add (CPU)."""
         return {}
 
     def reset_memory_peak(self, device: str) -> bool:
         """Reset the allocator's peak for ``device`` so the next :meth:`memory` reports the peak
-        since this call: the host calls it at the start of every phase (load, fine-tune,
-        inference, latency) to get per-phase device peaks. Return ``True`` when the peak was
+        since this call: the host calls it at the start of every measured phase (load, fine-tune,
+        inference throughput, latency, training throughput) to get per-phase device peaks. Return ``True`` when the peak was
         reset, ``False`` (the default) when the framework cannot reset it; the host then
         records the phase's figure as the peak since the process started, and says so."""
         return False
+
+
+def precision_support(device: str, precision: str) -> Support:
+    """Whether ``precision`` exists on ``device`` at all, whatever the framework: ``tf32`` only
+    on a GPU (:data:`GPU_PRECISIONS`). Adapters call it from :meth:`Framework.supports` (and
+    ``prepare``) so every framework refuses a CPU ``tf32`` cell with the same reason."""
+    if device != "gpu" and precision in GPU_PRECISIONS:
+        return Support.no(GPU_PRECISIONS[precision])
+    return Support.yes()
+
+
+def model_precision(precision: str) -> str:
+    """The precision a model is *built* at for the cell precision ``precision``: ``tf32`` builds
+    the ``fp32`` model (float32 tensors everywhere; only the matmul mode differs, set in
+    ``prepare``), the others build themselves."""
+    return "fp32" if precision == "tf32" else precision
 
 
 def input_support(adapter: Framework, inputs: Sequence[InputSpec]) -> Support:

@@ -41,7 +41,8 @@ BATCH_SIZES = (8, 64, 512)
 TIMED_CALLS = 3
 
 SYNC_HINT = ("synchronise inside `with meter.step(...)`: wait for the step's result before the block ends "
-             "(jax.block_until_ready(out), torch.cuda.synchronize(), or convert the output to NumPy inside the step)")
+             "(jax.block_until_ready(out), torch.cuda.synchronize(), tf.test.experimental.sync_devices(); a copy to "
+             "NumPy also waits but adds a device-to-host copy to the step)")
 
 
 def check_sync(ctx: Context) -> list[CheckResult]:

@@ -31,6 +31,29 @@ matmul precision: bf16 numerics, but on CPU slower than fp32 (extra converts), n
 ``meter.end_epoch`` receives a handle whose trainable arrays are copies of the training state
 (the next step donates the originals), so the host may keep and evaluate it at any time; after
 the last epoch it receives the handle that ``fine_tune`` returns.
+
+GPU cells (none measured yet; the CPU tests cover what does not need a device):
+
+* synchronisation: :func:`synchronize` (``jax.block_until_ready``) at the synchronised steps;
+  nothing is copied to the host inside a step (losses and logits go to the host once, after the
+  loop);
+* memory (:data:`GPU_MEMORY_ENV`): no pre-allocation, XLA's BFC allocator growing on demand up to
+  :data:`GPU_MEMORY_FRACTION` of the device. Without an explicit fraction the cap is 75 %, so a
+  model that fits torch (whose caching allocator may use the whole device) would fail under JAX;
+  with pre-allocation ``peak_bytes_in_use`` would still be honest but the process would hold the
+  whole pool from the start. The platform allocator (exact cudaMalloc/cudaFree per buffer) would
+  make the peak exact too, but costs a device synchronisation per free and so distorts the step
+  times. The BFC pool's ``peak_bytes_in_use`` counts live buffers, the same quantity as torch's
+  ``max_memory_allocated`` and TensorFlow's ``peak``; a user's own ``XLA_PYTHON_CLIENT_*`` /
+  ``XLA_CLIENT_MEM_FRACTION`` settings are left as they are, and ``info()`` records what applied;
+* per-phase allocator peaks: none. jaxlib 0.10 has no call that resets ``peak_bytes_in_use``
+  (``Device.memory_stats()`` only reads; the allocator's ``ClearStats`` is not exposed), so
+  :meth:`JaxFramework.reset_memory_peak` returns False and the host records the figure as the
+  peak since the process started;
+* autotuning: XLA autotunes GEMMs and convolutions at ``--xla_gpu_autotune_level`` (default 4:
+  with correctness checks), during compilation, which is in the first step's time; recorded;
+* precision ``tf32``: ``jax_default_matmul_precision="tensorfloat32"`` (``fp32`` sets "highest":
+  jax's own GPU default would use TF32 on Ampere and newer).
 """
 
 from __future__ import annotations
@@ -53,6 +76,8 @@ from zoo.contract import (
     Support,
     TrainData,
     Weights,
+    model_precision,
+    precision_support,
 )
 from zoo.models import InputSpec, ModelSpec
 from zoo.models.inputs import batch_form
@@ -60,8 +85,20 @@ from zoo.models.inputs import batch_form
 from zoo_jax.families import FAMILIES  # the one list of what zoo-jax builds
 
 #: Environment variables read when jax creates its backends, recorded by :meth:`JaxFramework.info`.
-ENV_KEYS = ("PJRT_NPROC", "JAX_PLATFORMS", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_FLAGS")
-PRECISIONS = ("fp32", "bf16")
+ENV_KEYS = ("PJRT_NPROC", "JAX_PLATFORMS", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION",
+            "XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_ALLOCATOR", "XLA_FLAGS")
+PRECISIONS = ("fp32", "tf32", "bf16")
+#: The share of the device XLA's allocator may grow to in a GPU cell (module doc): a cap, not a
+#: reservation; the rest is left for the CUDA context and libraries' handles outside the pool.
+GPU_MEMORY_FRACTION = "0.95"
+#: A GPU cell's memory policy (module doc). ``XLA_PYTHON_CLIENT_MEM_FRACTION`` is the name every
+#: jaxlib reads (0.10 also reads ``XLA_CLIENT_MEM_FRACTION`` and refuses both at once).
+GPU_MEMORY_ENV = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "XLA_PYTHON_CLIENT_ALLOCATOR": "bfc",
+                  "XLA_PYTHON_CLIENT_MEM_FRACTION": GPU_MEMORY_FRACTION}
+#: What ``info().details["autotune"]`` says on a CPU cell, in zoo-torch, zoo-tf and zoo-jax.
+NOT_ON_CPU = "not applicable: CPU cell"
+#: XLA's ``xla_gpu_autotune_level`` when ``XLA_FLAGS`` does not set it (DebugOptions default).
+XLA_AUTOTUNE_DEFAULT = 4
 #: How batches reach the model, the same words in zoo-torch, zoo-tf and zoo-jax (``info().details["feed"]``).
 FEED = "device-resident: split staged once per call, batches gathered by the host's indices"
 #: The jax option behind the ``sync`` variant (module doc).
@@ -97,9 +134,12 @@ class JaxFramework(Framework):
     def __init__(self) -> None:
         self.variant = next(iter(self.variants))  # until prepare() says otherwise
         self.precision = ""  # the runtime's, once prepared (for info's bf16_ops)
+        self.device = "cpu"  # the runtime's, once prepared
 
     def subprocess_env(self, runtime: Runtime) -> Mapping[str, str]:
-        env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # else jax takes 75 % of GPU memory
+        # GPU: grow on demand up to an explicit cap (module doc); CPU: no GPU pool, should a
+        # GPU be probed after all.
+        env = gpu_memory_env(os.environ) if runtime.device == "gpu" else {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
         if runtime.threads > 0:
             env["PJRT_NPROC"] = str(runtime.threads)  # sizes XLA:CPU's intra-op pool (module doc)
         if runtime.device == "cpu":
@@ -113,13 +153,18 @@ class JaxFramework(Framework):
             return Support.no(f"precision {precision!r} is not implemented in zoo-jax")
         if device not in ("cpu", "gpu"):
             return Support.no(f"unknown device {device!r}")
-        return Support.yes()
+        return precision_support(device, precision)
 
     def prepare(self, runtime: Runtime) -> None:
         variant = runtime.variant or next(iter(self.variants))
         if variant not in self.variants:
             raise ValueError(f"zoo-jax has no variant {variant!r}; it has {', '.join(self.variants)}")
-        self.variant, self.precision = variant, runtime.precision
+        support = precision_support(runtime.device, runtime.precision)
+        if not support.ok:
+            raise ValueError(support.reason)
+        if variant == "sync" and runtime.device != "cpu":  # refused before anything is changed
+            raise ValueError("the jax 'sync' variant only changes how XLA:CPU dispatches; on a GPU use plain 'jax'")
+        self.variant, self.precision, self.device = variant, runtime.precision, runtime.device
         # Normally already in the worker's environment; these still apply if the backends
         # have not been created yet (they are created lazily, on first use).
         for key, value in self.subprocess_env(runtime).items():
@@ -127,11 +172,9 @@ class JaxFramework(Framework):
         import jax
 
         # One float32 policy for every framework: no TF32 / bf16 passes in float32 matmuls and
-        # convs. It does not upcast bfloat16 ones (precision bf16): those have bf16 operands.
-        if runtime.matmul_precision == "highest":
-            jax.config.update("jax_default_matmul_precision", "highest")
-        if variant == "sync" and runtime.device != "cpu":
-            raise ValueError("the jax 'sync' variant only changes how XLA:CPU dispatches; on a GPU use plain 'jax'")
+        # convs, except at precision tf32. It does not upcast bfloat16 ones (precision bf16):
+        # those have bf16 operands.
+        jax.config.update("jax_default_matmul_precision", "tensorfloat32" if runtime.tf32 else "highest")
         if ASYNC_FLAG in jax.config.values:
             # Read when the CPU client is created, so this must come before the first computation.
             jax.config.update(ASYNC_FLAG, variant != "sync")
@@ -156,6 +199,9 @@ class JaxFramework(Framework):
             "intra_op_threads": _intra_op_threads(),
             "intra_op_threads_from": "PJRT_NPROC" if os.environ.get("PJRT_NPROC", "").isdigit() else "cpu affinity",
             "env": {key: os.environ[key] for key in ENV_KEYS if key in os.environ},
+            "tf32": str(jax.config.jax_default_matmul_precision) in ("tensorfloat32", "high"),
+            "gpu_memory": self._gpu_memory(),
+            "autotune": {"xla_gpu_autotune_level": _autotune_level() if self.device == "gpu" else NOT_ON_CPU},
             # the split on the device once per call, each epoch's index arrays too; the jitted
             # step gathers its batch (zoo_jax.steps.train_step_at, forward_at)
             "feed": FEED,
@@ -191,7 +237,8 @@ class JaxFramework(Framework):
         trainable = spec.trainable_names(freeze, input_shape, num_classes)
         updated = spec.updated_state_names(freeze, input_shape, num_classes)
         # BatchNorm layers whose scale trains use batch statistics in fine_tune; the others, none.
-        module = build_module(spec, num_classes, precision, frozenset(n.rsplit(".", 1)[0] for n in updated))
+        module = build_module(spec, num_classes, model_precision(precision),
+                              frozenset(n.rsplit(".", 1)[0] for n in updated))
         jax_device = _device(device)
         declared = tuple(spec.inputs(tuple(input_shape)) if inputs is None else inputs)
         params = jax.device_put(canonical_to_flat(module, weights, declared), jax_device)
@@ -228,7 +275,7 @@ class JaxFramework(Framework):
                     trainable, state, opt_state, loss = step(
                         trainable, state, opt_state, frozen, inputs, labels, idx)
                     if sync is not False:  # dispatch is async: wait when the host asks
-                        jax.block_until_ready((trainable, state, loss))
+                        synchronize((trainable, state, loss))
                 losses.append(loss)
             if end_epoch is not None and epoch < n_epochs:
                 # The next step donates ``trainable`` and ``state``: hand out copies, so the handle stays
@@ -254,7 +301,7 @@ class JaxFramework(Framework):
             with meter.step(batch_size) as sync:
                 logits = forward(params, inputs, idx)
                 if sync is not False:
-                    logits.block_until_ready()
+                    synchronize(logits)
             outputs.append(logits)
         # One copy to the host at the end (copying the ready ones at each synchronised step,
         # between the timing windows, measured 2 % slower on the MLP: it churns the allocator).
@@ -271,6 +318,52 @@ class JaxFramework(Framework):
         gpu = _gpu()
         stats = (gpu.memory_stats() or {}) if gpu is not None else {}
         return {"peak_bytes": int(stats["peak_bytes_in_use"])} if "peak_bytes_in_use" in stats else {}
+
+    def reset_memory_peak(self, device: str) -> bool:
+        # jaxlib 0.10 cannot reset peak_bytes_in_use: Device.memory_stats() only reads the
+        # allocator's counters, and no Python API reaches its ClearStats (module doc). So the
+        # peak stays the process's, and the host says so; on a CPU there is no figure at all.
+        return False
+
+    def _gpu_memory(self) -> Any:
+        """The memory policy this GPU cell's XLA client was created with (module doc)."""
+        if self.device != "gpu":
+            return NOT_ON_CPU
+        fraction = os.environ.get("XLA_CLIENT_MEM_FRACTION") or os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION")
+        return {
+            "preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "true (jax's default)"),
+            "allocator": os.environ.get("XLA_PYTHON_CLIENT_ALLOCATOR", "default (bfc)"),
+            "mem_fraction": fraction or "0.75 (jax's default)",
+        }
+
+
+def synchronize(tree: Any) -> None:
+    """Wait until every array in ``tree`` is computed, without copying anything to the host:
+    ``jax.block_until_ready`` (dispatch is asynchronous on every backend, so the CPU too).
+    Called at the synchronised steps of ``fine_tune`` and ``evaluate``, inside ``meter.step``."""
+    import jax
+
+    jax.block_until_ready(tree)
+
+
+def gpu_memory_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """:data:`GPU_MEMORY_ENV` less what ``environ`` (the ``zoo`` process's) already sets: a
+    user's explicit allocator settings stand, and jaxlib refuses ``XLA_CLIENT_MEM_FRACTION``
+    together with ``XLA_PYTHON_CLIENT_MEM_FRACTION``, so neither fraction is added beside the other."""
+    env = {key: value for key, value in GPU_MEMORY_ENV.items() if key not in environ}
+    if "XLA_CLIENT_MEM_FRACTION" in environ:
+        env.pop("XLA_PYTHON_CLIENT_MEM_FRACTION", None)
+    return env
+
+
+def _autotune_level() -> str:
+    """XLA's GPU autotuning level in this process: from ``XLA_FLAGS``, else XLA's default."""
+    level = None
+    for token in os.environ.get("XLA_FLAGS", "").split():
+        key, _, value = token.lstrip("-").partition("=")
+        if key == "xla_gpu_autotune_level":
+            level = value  # the last one wins, as in XLA
+    return f"{level} (XLA_FLAGS)" if level is not None else f"{XLA_AUTOTUNE_DEFAULT} (XLA's default)"
 
 
 def stage_order(order: Sequence[np.ndarray], device: Any) -> list[Any]:
@@ -315,7 +408,7 @@ def _device(device: str) -> Any:
     gpu = _gpu()
     if gpu is None:
         raise RuntimeError(
-            "jax sees no GPU in this process; install a CUDA build (pip install 'jax[cuda12]') "
+            "jax sees no GPU in this process; install a CUDA build (pip install 'zoo-jax[gpu]', i.e. jax[cuda12]) "
             "and make sure JAX_PLATFORMS does not exclude it, or run with --device cpu"
         )
     return gpu

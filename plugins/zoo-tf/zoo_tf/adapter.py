@@ -11,11 +11,29 @@ process, since TensorFlow accepts them only before its runtime starts; a later `
 the same process-wide settings just switches the variant and re-seeds. The variant can also be
 given to the constructor, ``TFFramework(variant="xla")``. Each model handle keeps the variant
 and precision it was loaded with.
+
+GPU cells (none measured yet; the CPU tests cover what does not need a device):
+
+* synchronisation: :func:`synchronize` at the synchronised steps, ``tf.test.experimental.sync_devices()``
+  on a GPU (it waits for the device's queued kernels; nothing is copied); eager CPU ops are
+  synchronous. No value is read back to NumPy inside a timed step: the losses and logits stay
+  tensors on the device and go to the host once, after the loop (reading the logits back at
+  every synchronised step put a device-to-host copy into TF's batch-1 latency only);
+* TensorFlow build: GPU cells are refused at planning when the ``tensorflow`` package comes from
+  a CPU-only build (``tensorflow-cpu``, read from the installed distributions' metadata,
+  :func:`tensorflow_providers`), with the install that fixes it;
+* autotuning: TensorFlow autotunes cuDNN convolutions unless ``TF_CUDNN_USE_AUTOTUNE=false``,
+  and ``tf:xla`` autotunes its GEMMs and convolutions at ``--xla_gpu_autotune_level`` (XLA's
+  default 4); both recorded in ``info().details["autotune"]``;
+* precision ``tf32``: ``enable_tensor_float_32_execution(True)``; ``fp32`` keeps it off;
+* per-phase allocator peaks: :meth:`TFFramework.reset_memory_peak` calls
+  ``tf.config.experimental.reset_memory_stats("GPU:0")``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -34,6 +52,8 @@ from zoo.contract import (
     Support,
     TrainData,
     Weights,
+    model_precision,
+    precision_support,
 )
 from zoo.models import BertSpec, CNNSpec, EfficientNetLiteSpec, InputSpec, MLPSpec, ModelSpec, ResNetSpec
 from zoo.plugin_host import import_object
@@ -56,6 +76,11 @@ def builder(family: str) -> Callable[..., Any]:
 
 #: Names TensorFlow is published under, most common first.
 TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel", "tf-nightly")
+#: Builds of TensorFlow without CUDA kernels: a GPU cell cannot run on them.
+CPU_ONLY_BUILDS = ("tensorflow-cpu", "tensorflow-intel", "tensorflow-macos", "tf-nightly-cpu")
+#: The fix for a GPU cell on a CPU-only build (after ``pip uninstall`` of that build).
+GPU_INSTALL = ("pip install 'zoo-tf[gpu]' (tensorflow[and-cuda]), in an environment of its own if the CUDA wheels "
+               "of torch or jax[cuda12] there pin other nvidia-* versions")
 
 #: Inter-op threads: the zoo's models are chains of ops with nothing to run side by side, and
 #: torch's eager execution has no inter-op pool either, so one thread keeps the CPU threads of
@@ -71,12 +96,16 @@ VARIANTS = {
     "xla": "tf.function(jit_compile=True)",
     "eager": "plain eager execution, no tf.function",
 }
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "tf32", "bf16")
 #: How batches reach the model, the same words in zoo-torch, zoo-tf and zoo-jax (``info().details["feed"]``).
 FEED = "device-resident: split staged once per call, batches gathered by the host's indices"
+#: What ``info().details["autotune"]`` says on a CPU cell, in zoo-torch, zoo-tf and zoo-jax.
+NOT_ON_CPU = "not applicable: CPU cell"
+#: XLA's ``xla_gpu_autotune_level`` when ``XLA_FLAGS`` does not set it (DebugOptions default).
+XLA_AUTOTUNE_DEFAULT = 4
 
-#: The process-wide settings the first prepare() applied: (device, threads, matmul precision).
-_applied_settings: tuple[str, int, str] | None = None
+#: The process-wide settings the first prepare() applied: (device, threads, TF32 allowed).
+_applied_settings: tuple[str, int, bool] | None = None
 
 
 def resolve_variant(variant: str) -> str:
@@ -99,6 +128,36 @@ def installed_tensorflow() -> str | None:
     return None
 
 
+def tensorflow_providers() -> tuple[str, ...]:
+    """The installed distributions whose files provide the ``tensorflow`` import package
+    (normalised names, e.g. ``("tensorflow-cpu",)``), read from their metadata with
+    ``importlib.metadata.packages_distributions``, without importing TensorFlow. Usually one;
+    two when two builds were installed over each other."""
+    names = metadata.packages_distributions().get("tensorflow", [])
+    return tuple(sorted({re.sub(r"[-_.]+", "-", name).lower() for name in names}))
+
+
+def gpu_build_support(providers: Sequence[str]) -> Support:
+    """Whether TensorFlow from ``providers`` (:func:`tensorflow_providers`) can run a GPU cell:
+    not when a CPU-only build provides it (its kernels have no CUDA), whatever the machine."""
+    cpu_only = [name for name in providers if name in CPU_ONLY_BUILDS]
+    if not cpu_only:
+        return Support.yes()
+    return Support.no(f"TensorFlow here comes from {' and '.join(cpu_only)}, a CPU-only build (zoo-tf[cpu]), so it "
+                      f"cannot run GPU cells; pip uninstall {' '.join(cpu_only)}, then {GPU_INSTALL}")
+
+
+def xla_flag(name: str, flags: str | None = None) -> str | None:
+    """The value of ``--NAME=VALUE`` in ``flags`` (default: the ``XLA_FLAGS`` environment
+    variable), or ``None`` where it is not set; the last one wins, as in XLA."""
+    found = None
+    for token in (os.environ.get("XLA_FLAGS", "") if flags is None else flags).split():
+        key, _, value = token.lstrip("-").partition("=")
+        if key == name:
+            found = value
+    return found
+
+
 @dataclass
 class TFModel:
     """The handle the host passes between calls."""
@@ -108,7 +167,7 @@ class TFModel:
     variables: Mapping[str, Any]  # canonical name -> keras.Variable
     trainable: frozenset[str]  # canonical names
     variant: str = "graph"  # execution mode, one of VARIANTS
-    precision: str = "fp32"  # "fp32" or "bf16" (backbone compute dtype; variables stay float32)
+    precision: str = "fp32"  # the cell's: "fp32", "tf32" (built as fp32) or "bf16" (backbone compute dtype)
     #: Traced tf.functions by purpose and batch size, so repeated calls never retrace.
     compiled: dict[tuple, Any] = field(default_factory=dict)
     #: The model's declared inputs: the Keras inputs and every step signature follow them.
@@ -126,6 +185,8 @@ class TFFramework(Framework):
     def __init__(self, variant: str = "") -> None:
         self.variant = resolve_variant(variant)
         self.precision = "fp32"
+        self.device = "cpu"
+        self._providers: tuple[str, ...] | None = None  # tensorflow_providers(), read once per adapter
 
     def subprocess_env(self, runtime: Runtime) -> Mapping[str, str]:
         return {
@@ -146,9 +207,13 @@ class TFFramework(Framework):
             return Support.no(f"zoo-tf has no precision {precision!r} (it has {', '.join(PRECISIONS)})")
         if device not in ("cpu", "gpu"):
             return Support.no(f"unknown device {device!r}")
-        if device == "gpu" and tf_dist == "tensorflow-cpu":
-            return Support.no("tensorflow-cpu has no GPU support; install zoo-tf[gpu] (tensorflow[and-cuda])")
-        return Support.yes()
+        if device == "gpu":
+            if self._providers is None:
+                self._providers = tensorflow_providers() or (tf_dist,)
+            build = gpu_build_support(self._providers)
+            if not build.ok:
+                return build
+        return precision_support(device, precision)
 
     def prepare(self, runtime: Runtime) -> None:
         import zoo_tf.modules as modules
@@ -156,7 +221,10 @@ class TFFramework(Framework):
         self.variant = resolve_variant(runtime.variant)
         if runtime.precision not in PRECISIONS:
             raise ValueError(f"zoo-tf has no precision {runtime.precision!r} (it has {', '.join(PRECISIONS)})")
-        self.precision = runtime.precision
+        support = precision_support(runtime.device, runtime.precision)
+        if not support.ok:
+            raise ValueError(support.reason)
+        self.precision, self.device = runtime.precision, runtime.device
         _apply_process_settings(runtime)
         modules.keras.utils.set_random_seed(runtime.seed)  # Python, NumPy, TensorFlow and Keras
 
@@ -166,6 +234,7 @@ class TFFramework(Framework):
         import zoo_tf.modules as modules
 
         gpus = tf.config.get_visible_devices("GPU")
+        built = model_precision(self.precision)  # tf32 builds the fp32 model
         details: dict[str, Any] = {
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
@@ -177,9 +246,10 @@ class TFFramework(Framework):
             # layer types that compute in bfloat16 (with their bias add and ReLU) where the model has them
             "bf16_ops": list(modules.BF16_OPS) if self.precision == "bf16" else [],
             "dtype_policies": {
-                "backbone": modules.BACKBONE_POLICY[self.precision],
+                "backbone": modules.BACKBONE_POLICY[built],
                 "pool_and_head": modules.DTYPE,
             },
+            "autotune": self._autotune(),
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
             # zoo_tf.training.Feed: the split in variables on the device once per call, the epoch's
             # order too; the compiled step gathers its batch at a step counter and takes no arguments
@@ -216,7 +286,8 @@ class TFFramework(Framework):
         spec.check_weights(weights, input_shape, num_classes)
         tf_device = _tf_device(device)
         with tf.device(tf_device):
-            model = modules.build_model(spec, declared, num_classes, precision, builder(spec.family))
+            model = modules.build_model(spec, declared, num_classes, model_precision(precision),
+                                        builder(spec.family))
             variables = modules.canonical_variables(model, spec, input_shape, num_classes)
             modules.load_canonical(variables, weights)
         trainable = spec.trainable_names(freeze, input_shape, num_classes)
@@ -247,10 +318,10 @@ class TFFramework(Framework):
                     with meter.step(len(idx)) as sync:
                         loss = step()
                         if sync is not False:
-                            loss.numpy()  # the copy to host waits for the update
-                    losses.append(loss)
+                            synchronize(model.device)  # waits for the update; copies nothing
+                    losses.append(loss)  # a tensor on the device: one copy after the loop
             meter.end_epoch(model)  # updated in place; the host may evaluate it here
-        return FineTuneResult(model, [float(v) for v in losses])
+        return FineTuneResult(model, [float(v) for v in tf.stack(losses).numpy()] if losses else [])
 
     def evaluate(self, model: TFModel, data: EvalData, meter: Meter) -> np.ndarray:
         import tensorflow as tf
@@ -271,9 +342,10 @@ class TFFramework(Framework):
                 with meter.step(batch_size) as sync:
                     logits = forward()
                     if sync is not False:
-                        logits = logits.numpy()  # the copy to host synchronises
-                outputs.append(logits)
-        return np.concatenate([np.asarray(o, dtype=np.float32) for o in outputs])
+                        synchronize(model.device)  # waits for the forward pass; copies nothing
+                outputs.append(logits)  # a tensor on the device
+            # One copy to the host, after the loop (module doc).
+            return np.asarray(tf.concat(outputs, axis=0).numpy(), dtype=np.float32)
 
     def export_weights(self, model: TFModel) -> dict[str, np.ndarray]:
         import zoo_tf.modules as modules
@@ -285,7 +357,43 @@ class TFFramework(Framework):
             return {}
         import tensorflow as tf
 
-        return {"peak_bytes": int(tf.config.experimental.get_memory_info("GPU:0")["peak"])}
+        return {"peak_bytes": int(tf.config.experimental.get_memory_info("GPU:0")["peak"])}  # since the last reset
+
+    def reset_memory_peak(self, device: str) -> bool:
+        if device != "gpu":
+            return False  # TensorFlow keeps no CPU allocator statistics (reset_memory_stats raises there)
+        import tensorflow as tf
+
+        if not tf.config.list_logical_devices("GPU"):
+            return False
+        tf.config.experimental.reset_memory_stats("GPU:0")  # the peak restarts from the memory in use now
+        return True
+
+    def _autotune(self) -> dict[str, Any]:
+        """What TensorFlow autotunes in this cell (module doc), for ``info().details``."""
+        if self.device != "gpu":
+            return {"cudnn": NOT_ON_CPU, "xla_gpu_autotune_level": NOT_ON_CPU}
+        cudnn = os.environ.get("TF_CUDNN_USE_AUTOTUNE")
+        level = xla_flag("xla_gpu_autotune_level")
+        return {
+            "cudnn": f"TF_CUDNN_USE_AUTOTUNE={cudnn}" if cudnn is not None
+            else "on (TF_CUDNN_USE_AUTOTUNE unset: TensorFlow's default)",
+            "xla_gpu_autotune_level": (f"{level} (XLA_FLAGS)" if level is not None
+                                       else f"{XLA_AUTOTUNE_DEFAULT} (XLA's default)") if self.variant == "xla"
+            else f"not applicable: variant {self.variant} does not compile with XLA",
+        }
+
+
+def synchronize(device: str) -> None:
+    """Wait until the work queued on ``device`` (``"/GPU:0"``, ``"/CPU:0"``) is done, without
+    copying anything: ``tf.test.experimental.sync_devices()`` on a GPU (a SyncDevice op on every
+    device, then a wait for eager's queue); nothing on the CPU, where eager execution and a
+    function call return after their ops ran. Called at the synchronised steps of ``fine_tune``
+    and ``evaluate``, inside ``meter.step``."""
+    if "GPU" in device.upper():
+        import tensorflow as tf
+
+        tf.test.experimental.sync_devices()
 
 
 def _apply_process_settings(runtime: Runtime) -> None:
@@ -294,11 +402,11 @@ def _apply_process_settings(runtime: Runtime) -> None:
     global _applied_settings
     import tensorflow as tf
 
-    wanted = (runtime.device, runtime.threads, runtime.matmul_precision)
+    wanted = (runtime.device, runtime.threads, runtime.tf32)
     if _applied_settings is not None:
         if _applied_settings != wanted:
             raise RuntimeError(
-                f"TensorFlow in this process was prepared for (device, threads, matmul precision) = "
+                f"TensorFlow in this process was prepared for (device, threads, TF32) = "
                 f"{_applied_settings}, and cannot switch to {wanted}; use a fresh process"
             )
         return
@@ -316,8 +424,8 @@ def _apply_process_settings(runtime: Runtime) -> None:
             f"TensorFlow's runtime was initialised before prepare() ({exc}); call prepare() "
             "first, in a fresh process"
         ) from exc
-    # One float32 policy for every framework: full-precision matmuls, no TF32.
-    tf.config.experimental.enable_tensor_float_32_execution(runtime.matmul_precision != "highest")
+    # One float32 policy for every framework: full-precision matmuls, no TF32, except at precision tf32.
+    tf.config.experimental.enable_tensor_float_32_execution(runtime.tf32)
     _applied_settings = wanted
 
 

@@ -1,5 +1,20 @@
 """The PyTorch framework adapter. torch is imported inside the methods, never at import time,
-so ``zoo --help`` and ``zoo plugins`` stay fast."""
+so ``zoo --help`` and ``zoo plugins`` stay fast.
+
+GPU cells (none measured yet; the CPU tests cover the code paths that do not need a device):
+
+* synchronisation: :func:`synchronize` at the synchronised steps, ``torch.cuda.synchronize`` and
+  nothing else: no ``.item()``, ``.cpu()`` or ``float(loss)`` inside a timed step (the losses and
+  logits stay on the device and go to the host once, after the loop), and no host-to-device copy
+  either (:class:`Feed` stages the split and each epoch's indices before the first step);
+* ``torch.backends.cudnn.benchmark = True`` (cuDNN times its convolution algorithms for each new
+  shape and keeps the fastest, as a user timing fixed shapes would; the search runs in the first
+  steps, which the host's warm-up detection sees), recorded in ``info().details["autotune"]``;
+* precision ``tf32``: ``set_float32_matmul_precision("high")`` and ``cudnn.allow_tf32 = True``;
+  ``fp32`` keeps both off (``"highest"``);
+* per-phase allocator peaks: :meth:`TorchFramework.reset_memory_peak` resets
+  ``torch.cuda.max_memory_allocated``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +26,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from zoo.contract import (
+    PRECISIONS,
     EvalData,
     FineTuneConfig,
     FineTuneResult,
@@ -20,6 +36,7 @@ from zoo.contract import (
     Runtime,
     Support,
     TrainData,
+    precision_support,
 )
 from zoo.models import BertSpec, CNNSpec, EfficientNetLiteSpec, InputSpec, MLPSpec, ModelSpec, ParamSpec, ResNetSpec
 from zoo.plugin_host import import_object
@@ -47,6 +64,8 @@ BF16_OPS = ("linear", "conv2d")
 
 #: How batches reach the model, the same words in zoo-torch, zoo-tf and zoo-jax (``info().details["feed"]``).
 FEED = "device-resident: split staged once per call, batches gathered by the host's indices"
+#: What ``info().details["autotune"]`` says on a CPU cell, in zoo-torch, zoo-tf and zoo-jax.
+NOT_ON_CPU = "not applicable: CPU cell"
 
 
 @dataclass
@@ -75,26 +94,39 @@ class TorchFramework(Framework):
     def __init__(self) -> None:
         self.variant = "eager"
         self.precision = "fp32"
+        self.device = "cpu"
 
     def supports(self, spec: ModelSpec, device: str, precision: str) -> Support:
         if spec.family not in FAMILIES:
             return Support.no(f"zoo-torch has no builder for model family {spec.family!r}")
-        if precision not in ("fp32", "bf16"):
+        if precision not in PRECISIONS:
             return Support.no(f"precision {precision!r} is not implemented in zoo-torch")
         if device not in ("cpu", "gpu"):
             return Support.no(f"unknown device {device!r}")
-        return Support.yes()
+        return precision_support(device, precision)
 
     def prepare(self, runtime: Runtime) -> None:
+        support = precision_support(runtime.device, runtime.precision)
+        if not support.ok:
+            raise ValueError(support.reason)
         import torch
 
         self.variant = runtime.variant or "eager"
-        self.precision = runtime.precision
+        self.precision, self.device = runtime.precision, runtime.device
         torch.set_num_threads(runtime.threads)
         torch.manual_seed(runtime.seed)
-        # One float32 policy for every framework: full-precision matmuls, no TF32.
-        torch.set_float32_matmul_precision("highest" if runtime.matmul_precision == "highest" else "high")
-        torch.backends.cudnn.allow_tf32 = runtime.matmul_precision != "highest"
+        # One float32 policy for every framework: full-precision matmuls, no TF32, except at
+        # precision tf32 ("high" lets cuBLAS use TF32; cudnn.allow_tf32 does it for convolutions).
+        torch.set_float32_matmul_precision("high" if runtime.tf32 else "highest")
+        torch.backends.cudnn.allow_tf32 = runtime.tf32
+        # cuDNN picks the fastest convolution algorithm for each new shape (module doc); a CPU
+        # cell uses no cuDNN and leaves torch's default.
+        if runtime.device == "gpu":
+            torch.backends.cudnn.benchmark = True
+        # The process's first torch.optim optimiser imports torch._dynamo (about 1-2 s, measured
+        # 0.97 s on the 2-core VM): a one-time import, paid here like TF's and JAX's imports, so
+        # compile_s (from fine_tune's start) holds no import in any framework.
+        torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
 
     def info(self) -> FrameworkInfo:
         import torch
@@ -103,6 +135,11 @@ class TorchFramework(Framework):
         details: dict[str, Any] = {
             "intra_op_threads": torch.get_num_threads(),
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            # TF32 for float32 matmuls (cuBLAS, "high") and convolutions (cuDNN): precision tf32 only
+            "tf32": torch.get_float32_matmul_precision() != "highest",
+            "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+            "autotune": {"cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if self.device == "gpu"
+                         else NOT_ON_CPU},
             "variant": self.variant,
             "bf16_ops": list(BF16_OPS) if self.precision == "bf16" else [],
             # zoo_torch.adapter.Feed: the split on the model's device once per call, a contiguous
@@ -157,7 +194,6 @@ class TorchFramework(Framework):
             weight_decay=config.weight_decay,
         )
         module.train()  # a ResNet keeps its frozen BatchNorms in eval mode (zoo_torch.resnet)
-        cuda = device.type == "cuda"
         feed = Feed(data.inputs, device, data.batch_size, labels=data.y)  # the split, staged once
         forward = model.forward
         losses = []
@@ -170,9 +206,9 @@ class TorchFramework(Framework):
                     loss = F.cross_entropy(forward(xb), yb)
                     loss.backward()
                     optimizer.step()
-                    if sync is not False and cuda:  # CPU ops are synchronous; CUDA kernels are queued
-                        torch.cuda.synchronize(device)
-                losses.append(loss.detach())
+                    if sync is not False:
+                        synchronize(device)  # waits for the queued kernels; copies nothing
+                losses.append(loss.detach())  # stays on the device: one copy after the loop
             meter.end_epoch(model)
             module.train()  # the host may have evaluated (eval mode) at the epoch's end
         return FineTuneResult(model, [float(v) for v in torch.stack(losses).cpu()] if losses else [])
@@ -182,7 +218,6 @@ class TorchFramework(Framework):
 
         module, device = model.module, model.device
         module.eval()
-        cuda = device.type == "cuda"
         feed = Feed(data.inputs, device, data.batch_size)  # the split, staged once
         forward, batch_size = model.forward, data.batch_size
         outputs = []
@@ -191,8 +226,8 @@ class TorchFramework(Framework):
             for _ in data.order:
                 with meter.step(batch_size) as sync:
                     logits = forward(next(batches))
-                    if sync is not False and cuda:  # CPU ops are synchronous; CUDA kernels are queued
-                        torch.cuda.synchronize(device)
+                    if sync is not False:
+                        synchronize(device)  # waits for the queued kernels; copies nothing
                 outputs.append(logits)
             # One copy to host at the end: per step, .float().cpu().numpy() cost a few percent of
             # a small model's step (the logits are float32 already: the head computes in float32).
@@ -208,7 +243,28 @@ class TorchFramework(Framework):
             return {}
         import torch
 
-        return {"peak_bytes": int(torch.cuda.max_memory_allocated())}
+        return {"peak_bytes": int(torch.cuda.max_memory_allocated())}  # since the last reset
+
+    def reset_memory_peak(self, device: str) -> bool:
+        if device != "gpu":
+            return False  # memory() has no CPU allocator figure; the host measures the process
+        import torch
+
+        if not torch.cuda.is_available():
+            return False
+        torch.cuda.reset_peak_memory_stats()  # max_memory_allocated() restarts from what is allocated now
+        return True
+
+
+def synchronize(device: Any) -> None:
+    """Wait until the work queued on ``device`` (a ``torch.device``) is done, without copying
+    anything: ``torch.cuda.synchronize`` on CUDA; nothing on the CPU, whose ops are synchronous
+    (an op returns when its result exists). Called at the synchronised steps of ``fine_tune``
+    and ``evaluate``, inside ``meter.step``."""
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
 
 
 class Feed:
@@ -216,7 +272,8 @@ class Feed:
     and its batches in the host's order (:data:`FEED`).
 
     Staging: one tensor per input (and the labels), ``torch.from_numpy`` of the host's array: on
-    the CPU no copy at all, on a GPU one copy from pinned memory. Batches: every
+    the CPU no copy at all, on a GPU one copy from pinned memory; the indices of an epoch's
+    order, once per :meth:`epoch` call, before its first step. Batches: every
     :data:`CHUNK_STEPS` steps (fewer for big examples, :data:`CHUNK_BYTES`), the indices of the
     next steps are gathered in one ``index_select`` per tensor into a contiguous block, and each
     step takes its contiguous slice of the block. So a step is a slice, not an index gather and
@@ -238,17 +295,30 @@ class Feed:
 
     def epoch(self, order: Sequence[np.ndarray]) -> Iterator[Any]:
         """The batches of ``order`` (one index array per step): the batch form of the inputs
-        (a tensor for one input, a dict for several), with the labels as ``(x, y)`` in training."""
+        (a tensor for one input, a dict for several), with the labels as ``(x, y)`` in training.
+
+        The whole order's indices go to the device here, once, when ``epoch`` is called (before
+        the first step, outside the timed steps); the batches then come from device tensors
+        only, with no host-to-device copy inside a step."""
         import torch
 
+        rows = np.concatenate(order).astype(np.int64, copy=False) if len(order) else np.zeros(0, np.int64)
+        index = torch.from_numpy(rows)
+        if self.device.type != "cpu":
+            index = index.to(self.device)  # pageable and small: one synchronous copy, now
+        return self._batches(order, index)
+
+    def _batches(self, order: Sequence[np.ndarray], index: Any) -> Iterator[Any]:
+        """The batches of :meth:`epoch`, from ``index`` (all of ``order``'s rows, on the device)."""
         single = len(self.names) == 1
         only = self.names[0]
+        first = 0  # the position in ``index`` of the chunk's first row
         for start in range(0, len(order), self.chunk):
             steps = order[start:start + self.chunk]
-            index = torch.from_numpy(np.concatenate(steps).astype(np.int64, copy=False))
-            if self.device.type != "cpu":
-                index = index.to(self.device, non_blocking=True)
-            block = {name: t.index_select(0, index) for name, t in self.tensors.items()}
+            size = sum(len(idx) for idx in steps)
+            chunk = index[first:first + size]
+            first += size
+            block = {name: t.index_select(0, chunk) for name, t in self.tensors.items()}
             end = 0
             for idx in steps:
                 begin, end = end, end + len(idx)
