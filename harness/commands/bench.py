@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -34,13 +35,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-f", "--frameworks", action="append", metavar="LIST",
                    help="comma-separated frameworks, aliases or framework:variant (default: every installed one), "
-                        "e.g. torch,torch:compile,tf:xla,jax")
+                        "e.g. torch,torch:compile,tf:xla,jax; NAME@LABEL (torch@2.12, torch@2.12:compile) is the "
+                        "framework in another environment, named by --python NAME@LABEL=PATH: a cell of its own")
     p.add_argument("-m", "--models", action="append", metavar="LIST",
                    help=f"comma-separated models (default: {','.join(DEFAULT_MODELS)})")
     p.add_argument("-t", "--tasks", action="append", metavar="LIST", help=f"comma-separated tasks (default: {DEFAULT_TASK})")
     p.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="device (default: cpu)")
     p.add_argument("--precision", action="append", metavar="LIST",
-                   help="comma-separated precisions: fp32, bf16 (bf16 compute, fp32 weights and logits); default fp32")
+                   help="comma-separated precisions: fp32, tf32 (GPU only: float32 with TF32 matmuls and convolutions), "
+                        "bf16 (bf16 compute, fp32 weights and logits); default fp32")
     p.add_argument("--batch-size", type=int, help="training and inference batch size (default: the task's recipe)")
     p.add_argument("--epochs", type=int, help="fine-tuning epochs (default: the task's recipe)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default: the task's recipe)")
@@ -52,9 +55,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the batch order and new head (default: 0)")
     p.add_argument("--windows", type=int, default=5, help="timing windows per throughput phase (default: 5)")
     p.add_argument("--window-steps", type=int, default=0,
-                   help="steps per timing window (default: enough for a window of at least 50 ms, at least 5)")
+                   help="steps per timing window (default: enough for a window of at least 50 ms on a CPU, 1 s on a GPU, at least 5)")
     p.add_argument("--warmup-cap", type=int, default=50,
-                   help="most warm-up steps before the windows; the steady point is detected (default: 50)")
+                   help="most warm-up steps before the windows on a CPU (a GPU warms up for at least 3 s of whole "
+                        "windows); the steady point is detected (default: 50)")
     p.add_argument("--repeats", type=int, default=1,
                    help="worker processes per cell, run back to back and merged into one record: the CI then "
                         "covers process-to-process noise (default: 1; use 3 or more for baselines)")
@@ -76,6 +80,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--executor-option", action="append", metavar="KEY=VALUE",
                    help="a setting of the executor, repeatable, e.g. cells_per_node=0 or "
                         "resources='{\"h200\": 1}' for ray (docs/ray.md)")
+    p.add_argument("--python", action="append", metavar="FRAMEWORK[@LABEL]=PATH", dest="python",
+                   help="run FRAMEWORK's cells under the interpreter PATH (its own virtual environment, e.g. "
+                        "for a CUDA build whose nvidia-* wheels conflict with another framework's), repeatable; "
+                        "checked before any cell runs (it must import harness, zoo and the plugin: "
+                        "PATH -m pip install -e . -e plugins/zoo-torch). With -f torch@2.12,torch and --python "
+                        "torch@2.12=/envs/t212/bin/python two versions run side by side as distinct cells. "
+                        "Default: every cell runs under this zoo's interpreter")
+    p.add_argument("--gpus", action="append", metavar="LIST",
+                   help="with --device gpu: the GPUs to use, as CUDA_VISIBLE_DEVICES takes them (nvidia-smi "
+                        "indices or GPU- UUIDs), e.g. 0,1; each GPU cell's worker sees exactly one of them "
+                        "(default: this process's CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists). "
+                        "CPU cells always get CUDA_VISIBLE_DEVICES=''")
+    p.add_argument("--parallel-gpus", action="store_true",
+                   help="run up to one GPU cell per --gpus GPU at the same time, each on its own GPU and its own "
+                        "--threads CPUs (so --threads x GPUs must fit this process's CPUs); CPU cells always run "
+                        "one at a time, because they share the CPUs they are timed on")
     p.add_argument("--checkpoint-dir", default="", help="directory with zoo checkpoints and their manifest.json, "
                    "searched before the user's ($ZOO_CACHE_DIR/checkpoints) and the shipped ones")
     p.add_argument("--checkpoint", default="", help="start from this checkpoint (from `zoo import`, `zoo fetch` or "
@@ -103,6 +123,22 @@ def executor_options(args: argparse.Namespace) -> dict[str, str]:
     return options
 
 
+def python_options(values: list[str] | None) -> dict[str, str]:
+    """``--python FRAMEWORK[@LABEL]=PATH`` (repeatable) as ``{FRAMEWORK[@LABEL]: PATH}``."""
+    out: dict[str, str] = {}
+    for item in values or []:
+        key, sep, path = item.partition("=")
+        if not sep or not key.strip() or not path.strip():
+            raise PlanError(f"--python {item!r}: write FRAMEWORK=PATH or FRAMEWORK@LABEL=PATH, e.g. "
+                            "--python torch=/envs/torch/bin/python")
+        key, path = key.strip(), os.path.abspath(os.path.expanduser(path.strip()))  # the manifest keeps it
+        if key in out and out[key] != path:
+            raise PlanError(f"--python {key} is given twice ({out[key]} and {path}); one environment runs "
+                            f"{key}'s cells: give the other a label (-f {key}@other --python {key}@other=PATH)")
+        out[key] = path
+    return out
+
+
 def request_from_args(args: argparse.Namespace) -> BenchRequest:
     fields = dict(
         frameworks=split_csv(args.frameworks), models=split_csv(args.models) or list(DEFAULT_MODELS),
@@ -114,6 +150,7 @@ def request_from_args(args: argparse.Namespace) -> BenchRequest:
         results_dir=args.results_dir, run_id=args.run_id, checkpoint_dir=args.checkpoint_dir,
         checkpoint=args.checkpoint, trigger=args.trigger, executor=args.executor,
         retry_disturbed=args.retry_disturbed, executor_options=executor_options(args),
+        pythons=python_options(args.python), gpus=split_csv(args.gpus), parallel_gpus=args.parallel_gpus,
     )
     if args.threads is not None:
         fields["threads"] = args.threads

@@ -29,32 +29,40 @@ class Cell:
     freeze: str = "none"
     init: str = "pretrained"  # "pretrained" (zoo checkpoint + new head) or "scratch"
     variant: str = ""  # the adapter's execution mode, e.g. "compile"; "" = its default
+    #: Which environment of the framework: ``"2.12"`` in ``-f torch@2.12`` (an interpreter given by
+    #: ``--python torch@2.12=PATH``), so two versions of one framework are two cells; "" = the default.
+    env_label: str = ""
 
     @property
     def label(self) -> str:
-        """``framework`` or ``framework:variant``, as written on the command line."""
-        return f"{self.framework}:{self.variant}" if self.variant else self.framework
+        """``framework[@env_label][:variant]``, as written on the command line."""
+        name = f"{self.framework}@{self.env_label}" if self.env_label else self.framework
+        return f"{name}:{self.variant}" if self.variant else name
 
     @property
     def key(self) -> str:
         """A stable, one-to-one, filesystem-safe identifier of the cell, at most
         :data:`MAX_KEY_LENGTH` characters (it names the cell's log file).
 
-        ``framework[+variant]-model-task-device-precision-bN-freeze_F-init``; a ``-`` inside a
-        name is written ``~`` so the fields stay apart. Names come from plugins: when one holds
-        any other character outside ``[A-Za-z0-9_.]``, or the key would be too long, the readable
-        part is sanitised and cut, and a hash of the exact fields keeps two cells apart."""
-        names = [self.framework, self.variant, self.model, self.task]
+        ``framework[@env_label][+variant]-model-task-device-precision-bN-freeze_F-init``; a ``-``
+        inside a name is written ``~`` so the fields stay apart (no plain name holds ``@`` or ``+``,
+        so the first field splits back one way). Without an ``env_label`` the key is exactly what
+        it was before labels existed, so stored runs keep pairing. Names come from plugins: when
+        one holds any other character outside ``[A-Za-z0-9_.]``, or the key would be too long,
+        the readable part is sanitised and cut, and a hash of the exact fields keeps two cells
+        apart."""
+        names = [self.framework, self.variant, self.model, self.task, self.env_label]
         fields = [self.device, self.precision, self.init]
         plain = all(_PLAIN_NAME.fullmatch(n) for n in names if n) and all(
             _PLAIN.fullmatch(f) for f in fields) and _FREEZE.fullmatch(self.freeze) is not None
-        label = self.framework + (f"+{self.variant}" if self.variant else "")
+        label = self.framework + (f"@{self.env_label}" if self.env_label else "") + (
+            f"+{self.variant}" if self.variant else "")
         raw = "-".join([label.replace("-", "~"), self.model.replace("-", "~"), self.task.replace("-", "~"),
                         self.device, self.precision, f"b{self.batch_size}", f"freeze_{self.freeze}", self.init])
         if plain and len(raw) <= MAX_KEY_LENGTH and not raw.startswith("."):
             return raw
         identity = json.dumps([self.framework, self.variant, self.model, self.task, self.device, self.precision,
-                               self.batch_size, self.freeze, self.init])
+                               self.batch_size, self.freeze, self.init] + ([self.env_label] if self.env_label else []))
         digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
         safe = re.sub(r"[^A-Za-z0-9_.+~-]", "_", raw)[: MAX_KEY_LENGTH - len(digest) - 2]
         safe = re.sub(r"^\.+", lambda m: "_" * len(m.group()), safe)  # never a hidden file
@@ -70,8 +78,8 @@ class Settings:
     threads: int = 1
     seed: int = 0
     windows: int = 5  # timing windows per throughput phase
-    window_steps: int = 0  # steps per window; 0 = enough for MIN_WINDOW_S, at least 5
-    warmup_cap: int = 50  # most steps a throughput phase may spend warming up
+    window_steps: int = 0  # steps per window; 0 = the device's WindowRule (CPU >= 50 ms, GPU >= 1 s), at least 5
+    warmup_cap: int = 50  # most steps a throughput phase may spend warming up on a CPU (a GPU warms up >= 3 s)
     latency_samples: int = 100  # batch-1 forward passes timed for latency
     target_accuracy: float = 0.0  # for time-to-accuracy; 0 = none
     peak_gflops: float = 0.0  # the device's measured peak at this precision (0 = unknown)
@@ -99,6 +107,9 @@ class CellPlan:
     env: Mapping[str, str] = field(default_factory=dict)
     trackers: tuple[str, ...] = ()  # measurement trackers the worker runs around each phase
     export: ExportSpec | None = None  # zoo pretrain only
+    #: The interpreter that runs ``python -m harness.worker`` for this cell (``--python``); "" = the
+    #: executor's own (``sys.executable``). An absolute path on the machine that runs the cell.
+    python: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,4 +125,5 @@ class CellPlan:
             env=dict(data.get("env", {})),
             trackers=tuple(data.get("trackers", ())),
             export=ExportSpec(**data["export"]) if data.get("export") else None,
+            python=data.get("python", ""),
         )

@@ -10,6 +10,7 @@ from zoo.contract import Framework, Runtime
 from zoo.threads import thread_env
 
 from harness.plan.cells import Cell, CellPlan, ExportSpec, Settings
+from harness.plan.placement import cell_env
 from harness.plugins.registry import Provided
 from harness.results.store import new_run_id
 
@@ -26,6 +27,6 @@ def pretrain_plan(framework: Provided[Framework], model: Provided, task: Provide
         settings=Settings(epochs=epochs or recipe.epochs, learning_rate=recipe.learning_rate, threads=threads,
                           seed=seed),
         modules=tuple(dict.fromkeys([framework.origin.module, model.origin.module, task.origin.module])),
-        env={**thread_env(threads), **framework.item.subprocess_env(runtime)},
+        env={**thread_env(threads), **framework.item.subprocess_env(runtime), **cell_env("cpu")},
         export=ExportSpec(directory=str(out.resolve()), name=name, card=card),
     )

@@ -45,4 +45,11 @@ class BenchRequest:
     executor_options: Mapping[str, str] = field(default_factory=dict)  # e.g. {"address": "auto"} for ray
     only_cells: Sequence[str] = ()  # run only these cell keys of the matrix (zoo compare --confirm)
     retry_disturbed: int = 0  # runs again of a cell another process disturbed (harness.measure.contention)
+    #: ``--python FRAMEWORK[@LABEL]=PATH``: the interpreter whose environment runs that framework's
+    #: cells (empty: every cell runs under the ``zoo`` process's own interpreter).
+    pythons: Mapping[str, str] = field(default_factory=dict)
+    #: ``--gpus``: the GPUs GPU cells are pinned to, as ``CUDA_VISIBLE_DEVICES`` entries (indices or
+    #: UUIDs); empty = what this process sees (its ``CUDA_VISIBLE_DEVICES``, else ``nvidia-smi -L``).
+    gpus: Sequence[str] = ()
+    parallel_gpus: bool = False  # ``--parallel-gpus``: up to one GPU cell per listed GPU at a time
 

@@ -40,7 +40,8 @@ from harness.results.store import MANIFEST_FILE, RESULTS_FILE
 
 PARALLEL_BYTES = 32 << 20  # results files above this in total are parsed in parallel processes
 
-CELL_FIELDS = ("framework", "model", "task", "device", "precision", "batch_size", "freeze", "init", "variant")
+CELL_FIELDS = ("framework", "model", "task", "device", "precision", "batch_size", "freeze", "init", "variant",
+               "env_label")
 RUN_COLUMNS = ("run_id", "run", "path", "started_at", "finished_at", "run_status", "trigger", "commit", "dirty",
                "zoo_bench", "fingerprint", "cpu_model", "logical_cpus")
 RUN_ONLY_COLUMNS = ("device_peak", "peaks", "hostname", "system", "arch", "python", "request",
@@ -326,10 +327,12 @@ def _add_record(rec: Mapping[str, Any], run: str, cells: list[tuple], rows: list
     error = rec.get("error") or {}
     versions = (rec.get("framework") or {}).get("versions") or {}
     variant = cell.get("variant") or ""
+    env_label = cell.get("env_label") or ""  # zoo bench --python NAME@LABEL=PATH
+    name = f"{cell.get('framework')}@{env_label}" if env_label else cell.get("framework")
     index = len(cells)
     cells.append((
-        run, _cell_key(cell), *(cell.get(f) for f in CELL_FIELDS[:-1]), variant,
-        f"{cell.get('framework')}:{variant}" if variant else cell.get("framework"),
+        run, _cell_key(cell), *(cell.get(f) for f in CELL_FIELDS[:-2]), variant, env_label,
+        f"{name}:{variant}" if variant else name,
         status, error.get("phase", ""), error.get("type", ""), error.get("message", ""),
         ", ".join(f"{k} {v}" for k, v in versions.items()),
         (rec.get("environment") or {}).get("threads"), _float(rec.get("duration_s")),

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import sys
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from harness.plan.cells import Cell
+from harness.plan.interpreters import Interpreter
+from harness.plan.placement import Placement, resolve_placement
 from harness.plan.planner import PlannedCell, plan_cells
 from harness.plan.request import BenchRequest
 from zoo.plugin_host import PluginHost
@@ -72,9 +74,11 @@ def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
     whose latest record is ok or skipped are kept, the others (missing, failed, timeout) run again
     and their new records are appended (the latest record of a cell is the one that counts)."""
     run_id = request.run_id or new_run_id()
-    planned = plan_cells(request, registry, run_id)
+    placement = resolve_placement(request)
+    planned = plan_cells(request, registry, run_id, placement)  # --python interpreters are checked here
     executor = executor or make_executor(request.executor, registry, Path(request.results_dir) / run_id / "work",
                                          request.timeout_s, request.executor_options)  # unknown: fails here
+    executor.place(placement)
     executor.open()  # an unreachable cluster fails here too, before the store
     kept: dict[str, list[CellRecord]] = {}
     if resume:
@@ -89,6 +93,7 @@ def run_bench(request: BenchRequest, registry: Registry, host: PluginHost,
             raise StoreError(f"run {run_id} already exists in {request.results_dir}; continue it with "
                              f"`zoo bench --resume {run_id}`, or choose another --run-id")
         manifest = new_manifest(request, [p.cell.key for p in planned], host, run_id)
+        manifest.update(placement_manifest(placement, planned))
         done = []
         store.write_manifest(manifest)
     outcome = RunOutcome(store, [], already_done=done)
@@ -189,7 +194,8 @@ def _run_rounds(planned: list[PlannedCell], request: BenchRequest, registry: Reg
                             retries.setdefault(job.name, []).append(_attempt(record))
                             again.append(job)  # measured again; this attempt's numbers stay in the record
                             continue
-                        keep(by_key[job.plan.cell.key], _stamp(record, registry), job.repeat)
+                        p = by_key[job.plan.cell.key]
+                        keep(p, _stamp(record, registry, p.interpreter), job.repeat)
                     pending = again
             except OSError as exc:  # no room for a cell's plan or log: nothing measured yet
                 which = f"cell {started[-1].plan.cell.key}" if started else "a cell"
@@ -251,11 +257,24 @@ def skipped_record(p: PlannedCell, run_id: str) -> CellRecord:
                       started_at=utc_now())
 
 
-def _stamp(record: CellRecord, registry: Registry) -> CellRecord:
-    """The plugin distribution that provided the cell's framework (known to the planning host)."""
+def _stamp(record: CellRecord, registry: Registry, interpreter: Interpreter | None = None) -> CellRecord:
+    """The plugin distribution that provided the cell's framework: as installed beside the
+    planning host, or, for a cell run under ``--python``, as that interpreter's probe found it."""
     origin = registry.frameworks[record.cell.framework].origin
+    version = origin.version
+    if interpreter is not None:
+        version = interpreter.distributions.get(origin.distribution) or version
     return replace(record, environment={
-        **record.environment, "plugin": {"distribution": origin.distribution, "version": origin.version}})
+        **record.environment, "plugin": {"distribution": origin.distribution, "version": version}})
+
+
+def placement_manifest(placement: Placement, planned: list[PlannedCell]) -> dict:
+    """What the manifest says about where the run's cells go: its GPUs, whether GPU cells run
+    side by side, and each ``--python`` interpreter as its probe found it."""
+    interpreters = {p.interpreter.path: p.interpreter for p in planned if p.interpreter is not None}
+    return {"placement": {"gpus": list(placement.gpus), "parallel": placement.parallel, "source": placement.source},
+            "interpreters": {path: {k: v for k, v in asdict(i).items() if k != "answers"}
+                             for path, i in interpreters.items()}}
 
 
 def measure_peaks(executor: Executor, planned: list[PlannedCell], threads: int) -> dict[str, dict]:

@@ -24,7 +24,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterator
 
 #: The signals that end a run the way Ctrl-C does.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -135,17 +135,26 @@ def is_subreaper() -> bool:
         return False
 
 
-def kill_orphans(since: float) -> list[int]:
+def kill_orphans(since: float, until: float | None = None, spare: Collection[int] = ()) -> list[int]:
     """SIGKILL this process's children that started after ``since`` (``time.time()``) and are not
     its own subprocesses: as a subreaper, those are a finished worker's left-over descendants.
-    Returns their pids."""
+    While other workers run (``--parallel-gpus``), pass the earliest start among them as
+    ``until`` and their pids as ``spare``: only children that started at least a second (the
+    resolution of the boot time) before ``until`` are killed, since later ones may be theirs.
+    Returns the pids killed."""
     if not _proc():
         return []
     me, boot, tick = os.getpid(), _boot_time(), os.sysconf("SC_CLK_TCK")
+    spared = set(spare)
     killed = []
     for pid in _pids():
+        if pid in spared:
+            continue
         ppid, state, _pgid, start_ticks = _stat(pid)
-        if ppid == me and state != "Z" and boot + start_ticks / tick >= since - 1.0:
+        began = boot + start_ticks / tick
+        if until is not None and began >= until - 1.0:
+            continue
+        if ppid == me and state != "Z" and began >= since - 1.0:
             try:
                 os.killpg(pid, signal.SIGKILL) if os.getpgid(pid) == pid else os.kill(pid, signal.SIGKILL)
                 killed.append(pid)

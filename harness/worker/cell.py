@@ -176,8 +176,10 @@ class CellRun:
             "threads": settings.threads,
             "cpu_affinity": affinity,
             "python": platform.python_version(),
+            "executable": sys.executable,  # the interpreter that ran this worker (zoo bench --python)
             "env": {k: os.environ[k] for k in ENV_VARS_RECORDED if k in os.environ},
             "matmul_precision": runtime.matmul_precision,
+            "tf32": runtime.tf32,
         }
         self.trackers.current = "prepare"
         t0 = time.perf_counter()

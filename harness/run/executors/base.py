@@ -20,6 +20,7 @@ from typing import Callable, ClassVar, Iterator, Mapping, Sequence
 
 from harness.measure import contention
 from harness.plan.cells import CellPlan
+from harness.plan.placement import Placement
 from harness.results.records import CellRecord
 
 
@@ -75,6 +76,15 @@ class Executor(abc.ABC):
 
     def __init__(self, options: ExecutorOptions):
         self.options = options
+        self.placement = Placement()
+
+    def place(self, placement: Placement) -> None:
+        """The run's GPUs and whether GPU cells may run side by side (``--gpus``,
+        ``--parallel-gpus``; :mod:`harness.plan.placement`), given once before
+        :meth:`measure_peaks`. The local executor pins each GPU cell to one of them; an executor
+        whose scheduler assigns devices itself (a cluster) may keep its own assignment, and should
+        then say so in the records."""
+        self.placement = placement
 
     @abc.abstractmethod
     def submit(self, jobs: Sequence[CellJob],
