@@ -234,3 +234,16 @@ def test_a_real_gpu_cell_gets_windows_of_at_least_a_second(tmp_path):
         assert rule["device"] == "gpu", (phase, rule)
         assert rule["window_s_measured_min"] >= GPU_MIN_WINDOW_S, (phase, rule)
     assert measurement["fine_tune"]["compile"]["compile_s"] == record["metrics"]["compile_s"]["value"]
+
+
+def test_the_gpu_warmup_is_bounded_when_windows_are_fixed_small() -> None:
+    """--window-steps 1 with microsecond steps: 3 s of estimated work would be millions of steps
+    (each really costing a synchronisation and a contention mark); the warm-up stops at
+    MAX_WARMUP_STEPS, in whole windows."""
+    from harness.measure.meter import GPU_RULE, MAX_WARMUP_STEPS
+
+    assert GPU_RULE.warmup_steps(cap=1, step_s=1e-6, window_steps=1) == MAX_WARMUP_STEPS
+    steps = GPU_RULE.warmup_steps(cap=1, step_s=1e-6, window_steps=7)
+    assert steps <= MAX_WARMUP_STEPS and steps % 7 == 0
+    # rule-sized windows (>= 1 s) are untouched: ceil(3 s / 1.1 s) = 3 windows
+    assert GPU_RULE.warmup_steps(cap=50, step_s=1e-3, window_steps=1100) == 3 * 1100

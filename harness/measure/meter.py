@@ -26,6 +26,9 @@ GPU_MIN_WINDOW_S = 1.0
 #: costs 5-20 us and a compiled call's dispatch (tf.function, jax.jit) up to about 1 ms, so 10 ms
 #: is a generous bound. Not measured on a GPU yet.
 GPU_QUEUE_FILL_S = 0.01
+#: The most steps a GPU warm-up may take (about 3 s of 30 us steps): it bounds the meter's
+#: memory and the warm-up's length where the step-time estimate is far too short.
+MAX_WARMUP_STEPS = 100_000
 
 
 @dataclass
@@ -181,13 +184,17 @@ class WindowRule:
         Synchronous device: at most ``cap`` (``--warmup-cap``) and about ``warmup_s`` of work, at
         least ``min(cap, 3)``. Asynchronous device: whole windows, at least ``warmup_s`` of work
         (clocks ramping up, autotuning, allocator growth take seconds, not steps); ``cap`` is a
-        CPU-sized step count and does not shorten it."""
+        CPU-sized step count and does not shorten it. At most :data:`MAX_WARMUP_STEPS` (whole
+        windows, at least one): the budget is sized from a step time that leaves out the
+        per-window synchronisation and the meter's own cost, so for microsecond steps in windows
+        fixed small with ``--window-steps`` it would otherwise run to millions of steps."""
         if not self.asynchronous:
             if step_s <= 0:
                 return cap
             return int(min(cap, max(3, np.ceil(self.warmup_s / step_s))))
         window = window_steps * step_s if step_s > 0 else self.min_window_s
-        return int(max(1, np.ceil(self.warmup_s / window - 1e-9))) * window_steps
+        windows = int(max(1, np.ceil(self.warmup_s / window - 1e-9)))
+        return min(windows, max(1, MAX_WARMUP_STEPS // max(1, window_steps))) * window_steps
 
     def details(self) -> dict[str, Any]:
         """The rule as recorded in a phase's details."""
