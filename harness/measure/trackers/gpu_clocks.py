@@ -26,15 +26,14 @@ from __future__ import annotations
 import re
 import statistics
 import subprocess
-import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from zoo.trackers import Tracker, TrackerContext, Value
+from zoo.trackers import TrackerContext, Value
 
 from harness.measure.gpu_info import visible_gpu
-from harness.measure.trackers.phases import PHASE_PREFIX, phase_metrics
-from harness.measure.trackers.smi_loop import INTERVAL_MS, SmiLoop, find_nvidia_smi, parse_timestamp
+from harness.measure.trackers.phases import phase_metrics
+from harness.measure.trackers.smi_loop import INTERVAL_MS, SmiLoop, SmiPhaseTracker, find_nvidia_smi, parse_timestamp
 
 #: The queried fields, in order (``timestamp``: when the driver was asked, which places a sample
 #: in its phase). Drivers from 535 on call the last one ``clocks_event_reasons`` and keep the old
@@ -187,18 +186,15 @@ def _probe(executable: str, fields: Sequence[str], gpu: str, env: Mapping[str, s
     return "" if any(parse_sample(line) for line in said.splitlines()) else f"no sample in its answer: {said!r}"
 
 
-class GpuClocksTracker(Tracker):
+class GpuClocksTracker(SmiPhaseTracker):
     """Clocks, power, temperature, utilisation and throttle reasons of the cell's GPU, per phase."""
 
     name = "gpu_clocks"
 
     def __init__(self, context: TrackerContext, env: Mapping[str, str] | None = None):
         super().__init__(context)
-        self.loop: SmiLoop | None = None
-        self.reason = ""
         self.gpu = ""
         self.phases: dict[str, dict[str, Any]] = {}
-        self._started: dict[str, float] = {}
         if context.device == "cpu":
             return
         executable = find_nvidia_smi(env)
@@ -221,14 +217,11 @@ class GpuClocksTracker(Tracker):
                                          "-i", row.uuid], INTERVAL_MS, env)
         self.reason = self.loop.error
 
-    def start(self, phase: str) -> None:
-        if self.loop is not None and phase in PHASE_PREFIX:
-            self._started[phase] = time.time()
-
     def stop(self, phase: str) -> Mapping[str, Value]:
-        if self.loop is None or phase not in self._started:
+        span = self.span(phase)
+        if span is None or self.loop is None:
             return {}
-        start, stop = self._started.pop(phase), time.time()
+        start, stop = span
         samples = self.loop.samples(parse_sample, start, stop)
         metrics, details = aggregate(samples, phase, start, stop)
         details["seconds"] = round(stop - start, 3)
@@ -242,18 +235,11 @@ class GpuClocksTracker(Tracker):
         self.close()
         return {}
 
-    def close(self) -> None:
-        """End the sampling loop (the worker calls it at the cell's end, also after a failure)."""
-        if self.loop is not None:
-            self.loop.close()
-
     def details(self) -> Mapping[str, Any]:
-        if self.context.device == "cpu":
-            return {}
-        if self.loop is None or self.loop.error:
-            return {"reason": self.reason}
-        out: dict[str, Any] = {"method": self.loop.describe(), "gpu": self.gpu, "interval_ms": INTERVAL_MS,
-                               "output": self.loop.transport, "phases": dict(self.phases)}
+        short = self.loop_details()
+        if short is not None or self.loop is None:
+            return short or {}
+        out: dict[str, Any] = {**self.method_details(), "gpu": self.gpu, "phases": dict(self.phases)}
         if self.loop.cpus:
             out["sampler_cpus"] = self.loop.cpus
         return out

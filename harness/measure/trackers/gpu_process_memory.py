@@ -19,14 +19,13 @@ of zoo-bench, and nvidia-smi is NVML's own client.)
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from zoo.trackers import Tracker, TrackerContext, Value
+from zoo.trackers import TrackerContext, Value
 
-from harness.measure.trackers.phases import PHASE_PREFIX, phase_metrics
-from harness.measure.trackers.smi_loop import INTERVAL_MS, SmiLoop, find_nvidia_smi, parse_timestamp
+from harness.measure.trackers.phases import phase_metrics
+from harness.measure.trackers.smi_loop import INTERVAL_MS, SmiLoop, SmiPhaseTracker, find_nvidia_smi, parse_timestamp
 
 #: Measured phase -> the metric of the process footprint's peak in it.
 PHASE_METRICS = phase_metrics("nvml_mb")
@@ -75,19 +74,16 @@ def sweep_totals(rows: Sequence[tuple[float, AppRow]], interval_s: float) -> lis
     return totals
 
 
-class GpuProcessMemoryTracker(Tracker):
+class GpuProcessMemoryTracker(SmiPhaseTracker):
     """Peak GPU memory the driver attributes to the worker's pid, per phase."""
 
     name = "gpu_process_memory"
 
     def __init__(self, context: TrackerContext, env: Mapping[str, str] | None = None):
         super().__init__(context)
-        self.loop: SmiLoop | None = None
-        self.reason = ""
         self.peaks: dict[str, float] = {}
         self.phases: dict[str, str] = {}
         self.other_pids: set[int] = set()
-        self._started: dict[str, float] = {}
         if context.device == "cpu":
             return
         executable = find_nvidia_smi(env)
@@ -97,14 +93,11 @@ class GpuProcessMemoryTracker(Tracker):
         self.loop = SmiLoop(executable, QUERY, INTERVAL_MS, env)
         self.reason = self.loop.error
 
-    def start(self, phase: str) -> None:
-        if self.loop is not None and phase in PHASE_PREFIX:
-            self._started[phase] = time.time()
-
     def stop(self, phase: str) -> Mapping[str, Value]:
-        if self.loop is None or phase not in self._started:
+        span = self.span(phase)
+        if span is None or self.loop is None:
             return {}
-        start, stop = self._started.pop(phase), time.time()
+        start, stop = span
         rows = self.loop.samples(parse_app_row, start, stop)
         mine = [(t, r) for t, r in rows if r.pid == self.context.pid]
         self.other_pids.update(r.pid for _, r in rows if r.pid != self.context.pid)
@@ -131,15 +124,8 @@ class GpuProcessMemoryTracker(Tracker):
         self.close()
         return {CELL_METRIC: max(self.peaks.values())} if self.peaks else {}
 
-    def close(self) -> None:
-        """End the sampling loop (the worker calls it at the cell's end, also after a failure)."""
-        if self.loop is not None:
-            self.loop.close()
-
     def details(self) -> Mapping[str, Any]:
-        if self.context.device == "cpu":
-            return {}
-        if self.loop is None or self.loop.error:
-            return {"reason": self.reason}
-        return {"method": self.loop.describe(), "pid": self.context.pid, "interval_ms": INTERVAL_MS,
-                "output": self.loop.transport, "phases": dict(self.phases)}
+        short = self.loop_details()
+        if short is not None:
+            return short
+        return {**self.method_details(), "pid": self.context.pid, "phases": dict(self.phases)}

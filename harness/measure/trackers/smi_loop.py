@@ -28,7 +28,11 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Mapping, Optional, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, TypeVar
+
+from zoo.trackers import Tracker, TrackerContext
+
+from harness.measure.trackers.phases import PHASE_PREFIX
 
 #: Sampling interval of every loop, in milliseconds: cheap for the driver, ~10 samples a second.
 INTERVAL_MS = 100
@@ -199,3 +203,45 @@ class SmiLoop:
     def describe(self) -> str:
         """The command line, as the record's details say how the figures were sampled."""
         return " ".join(["nvidia-smi", *self.command[1:]])
+
+
+class SmiPhaseTracker(Tracker):
+    """What the GPU trackers share: one :class:`SmiLoop` per GPU cell (none on a CPU cell), the
+    wall-clock span of each measured phase, the loop ended at the cell's end, and the method in
+    the details. A subclass starts :attr:`loop` in its ``__init__`` (or sets :attr:`reason` when
+    it cannot) and reads a phase's samples in ``stop`` from :meth:`span`."""
+
+    def __init__(self, context: TrackerContext):
+        super().__init__(context)
+        self.loop: SmiLoop | None = None
+        self.reason = ""
+        self._started: dict[str, float] = {}
+
+    def start(self, phase: str) -> None:
+        if self.loop is not None and phase in PHASE_PREFIX:
+            self._started[phase] = time.time()
+
+    def span(self, phase: str) -> tuple[float, float] | None:
+        """The phase's start and end (wall clock), or ``None`` when nothing samples it."""
+        if self.loop is None or phase not in self._started:
+            return None
+        return self._started.pop(phase), time.time()
+
+    def close(self) -> None:
+        """End the sampling loop (the worker calls it at the cell's end, also after a failure)."""
+        if self.loop is not None:
+            self.loop.close()
+
+    def loop_details(self) -> dict[str, Any] | None:
+        """The details every GPU tracker gives: ``{}`` on a CPU cell, the reason when no loop
+        runs, else ``None`` (the subclass adds its own to :meth:`method_details`)."""
+        if self.context.device == "cpu":
+            return {}
+        if self.loop is None or self.loop.error:
+            return {"reason": self.reason}
+        return None
+
+    def method_details(self) -> dict[str, Any]:
+        """How the loop sampled: its command, interval and output transport."""
+        assert self.loop is not None
+        return {"method": self.loop.describe(), "interval_ms": INTERVAL_MS, "output": self.loop.transport}
