@@ -91,6 +91,10 @@ GPU_PRECISIONS = {
             "convolutions with a 10-bit mantissa, and a CPU has none; use --precision fp32 (or bf16) on a CPU, "
             "or --device gpu",
 }
+#: How batches reach the model (:attr:`Runtime.feed`, ``zoo bench --feed``): ``device`` = the
+#: split staged on the device, batches gathered there (the default); ``host`` = batches gathered
+#: on the host and copied by the framework's overlapped input pipeline.
+FEEDS = ("device", "host")
 #: Fixed freeze policies; ``last-N`` (the head plus the last N blocks) is accepted too, see
 #: :func:`zoo.models.spec.parse_freeze`.
 FREEZE_POLICIES = ("none", "backbone")
@@ -142,6 +146,14 @@ class Runtime:
     matmul_precision: str = "highest"
     #: One of the adapter's :attr:`Framework.variants` (execution mode, e.g. eager or compiled).
     variant: str = ""
+    #: How batches reach the model, one of :data:`FEEDS` the adapter lists in
+    #: :attr:`Framework.feeds`: ``"device"`` (the default, the headline mode: the split staged on
+    #: the model's device once per ``fine_tune``/``evaluate`` call, each batch gathered there by
+    #: the host's indices) or ``"host"`` (an input pipeline in host memory: each batch gathered on
+    #: the host in the host's order and moved to the device by the framework's own overlapped
+    #: mechanism, the copy of step i+1 overlapping the compute of step i). Both give the same
+    #: batches in the same order. Adapters that predate the field never read it: it has a default.
+    feed: str = "device"
 
     @property
     def tf32(self) -> bool:
@@ -228,6 +240,9 @@ class Framework(abc.ABC):
     #: Execution modes, name -> one-line description; the first is the default. Chosen on the
     #: command line as ``name:variant`` (``torch:compile``) and passed in :attr:`Runtime.variant`.
     variants: Mapping[str, str] = {"default": "the framework's usual execution mode"}
+    #: The :data:`FEEDS` this adapter implements (:attr:`Runtime.feed`); the host skips a cell of
+    #: ``zoo bench --feed host`` whose adapter does not list ``"host"``, and says why.
+    feeds: tuple[str, ...] = ("device",)
 
     def subprocess_env(self, runtime: Runtime) -> Mapping[str, str]:
         """Environment variables the worker process needs *before* the framework is imported

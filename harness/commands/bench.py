@@ -44,6 +44,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", action="append", metavar="LIST",
                    help="comma-separated precisions: fp32, tf32 (GPU only: float32 with TF32 matmuls and convolutions), "
                         "bf16 (bf16 compute, fp32 weights and logits); default fp32")
+    p.add_argument("--feed", action="append", metavar="LIST",
+                   help="comma-separated feeds, one cell each: device (default: the split staged on the device once "
+                        "per phase, each batch gathered there by the host's indices) or host (an input pipeline "
+                        "in host memory: each batch gathered on the host and copied by the framework's own "
+                        "overlapped mechanism: torch pinned memory and a side CUDA stream, tf.data prefetch to the "
+                        "device, JAX device_put one step ahead); e.g. --feed device,host")
     p.add_argument("--batch-size", type=int, help="training and inference batch size (default: the task's recipe)")
     p.add_argument("--epochs", type=int, help="fine-tuning epochs (default: the task's recipe)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default: the task's recipe)")
@@ -143,7 +149,7 @@ def request_from_args(args: argparse.Namespace) -> BenchRequest:
     fields = dict(
         frameworks=split_csv(args.frameworks), models=split_csv(args.models) or list(DEFAULT_MODELS),
         tasks=split_csv(args.tasks) or [DEFAULT_TASK], device=args.device,
-        precisions=split_csv(args.precision) or ["fp32"],
+        precisions=split_csv(args.precision) or ["fp32"], feeds=split_csv(args.feed) or ["device"],
         batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.lr, freeze=args.freeze,
         init=args.init, seed=args.seed, windows=args.windows, window_steps=args.window_steps,
         warmup_cap=args.warmup_cap, repeats=args.repeats, timeout_s=args.timeout,

@@ -32,37 +32,47 @@ class Cell:
     #: Which environment of the framework: ``"2.12"`` in ``-f torch@2.12`` (an interpreter given by
     #: ``--python torch@2.12=PATH``), so two versions of one framework are two cells; "" = the default.
     env_label: str = ""
+    #: How batches reach the model (``zoo bench --feed``): "" = device-resident, the default (the
+    #: split staged on the device once per call); ``"host"`` = the host pipeline (each batch
+    #: gathered on the host and copied by the framework's overlapped mechanism). Passed to the
+    #: adapter as :attr:`zoo.contract.Runtime.feed`.
+    feed: str = ""
 
     @property
     def label(self) -> str:
-        """``framework[@env_label][:variant]``, as written on the command line."""
+        """``framework[@env_label][:variant]``, as written on the command line, then ``(host feed)``
+        for a cell of ``--feed host`` (so the two feeds' rows of a table stay apart)."""
         name = f"{self.framework}@{self.env_label}" if self.env_label else self.framework
-        return f"{name}:{self.variant}" if self.variant else name
+        name = f"{name}:{self.variant}" if self.variant else name
+        return f"{name} ({self.feed} feed)" if self.feed else name
 
     @property
     def key(self) -> str:
         """A stable, one-to-one, filesystem-safe identifier of the cell, at most
         :data:`MAX_KEY_LENGTH` characters (it names the cell's log file).
 
-        ``framework[@env_label][+variant]-model-task-device-precision-bN-freeze_F-init``; a ``-``
+        ``framework[@env_label][+variant]-model-task-device-precision-bN-freeze_F-init[-feed_FEED]``; a ``-``
         inside a name is written ``~`` so the fields stay apart (no plain name holds ``@`` or ``+``,
         so the first field splits back one way). Without an ``env_label`` the key is exactly what
-        it was before labels existed, so stored runs keep pairing. Names come from plugins: when
+        it was before labels existed, and without a ``feed`` (the default, device-resident) before
+        feeds existed, so stored runs keep pairing. Names come from plugins: when
         one holds any other character outside ``[A-Za-z0-9_.]``, or the key would be too long,
         the readable part is sanitised and cut, and a hash of the exact fields keeps two cells
         apart."""
         names = [self.framework, self.variant, self.model, self.task, self.env_label]
-        fields = [self.device, self.precision, self.init]
+        fields = [self.device, self.precision, self.init] + ([self.feed] if self.feed else [])
         plain = all(_PLAIN_NAME.fullmatch(n) for n in names if n) and all(
             _PLAIN.fullmatch(f) for f in fields) and _FREEZE.fullmatch(self.freeze) is not None
         label = self.framework + (f"@{self.env_label}" if self.env_label else "") + (
             f"+{self.variant}" if self.variant else "")
         raw = "-".join([label.replace("-", "~"), self.model.replace("-", "~"), self.task.replace("-", "~"),
-                        self.device, self.precision, f"b{self.batch_size}", f"freeze_{self.freeze}", self.init])
+                        self.device, self.precision, f"b{self.batch_size}", f"freeze_{self.freeze}", self.init]
+                       + ([f"feed_{self.feed}"] if self.feed else []))
         if plain and len(raw) <= MAX_KEY_LENGTH and not raw.startswith("."):
             return raw
         identity = json.dumps([self.framework, self.variant, self.model, self.task, self.device, self.precision,
-                               self.batch_size, self.freeze, self.init] + ([self.env_label] if self.env_label else []))
+                               self.batch_size, self.freeze, self.init] + ([self.env_label] if self.env_label else [])
+                              + ([["feed", self.feed]] if self.feed else []))
         digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
         safe = re.sub(r"[^A-Za-z0-9_.+~-]", "_", raw)[: MAX_KEY_LENGTH - len(digest) - 2]
         safe = re.sub(r"^\.+", lambda m: "_" * len(m.group()), safe)  # never a hidden file

@@ -127,7 +127,8 @@ def plan_cells(request: BenchRequest, registry: Registry, run_id: str,
         resolve_placement(request)
 
     planned = []
-    for task_p, model_p, precision, choice in itertools.product(tasks, models, request.precisions, frameworks):
+    for task_p, model_p, precision, choice, feed in itertools.product(tasks, models, request.precisions, frameworks,
+                                                                     request.feeds):
         fw_p, variant = choice.provided, choice.variant
         task, spec, adapter = task_p.item, model_p.item, fw_p.item
         recipe = task.recipe
@@ -143,7 +144,8 @@ def plan_cells(request: BenchRequest, registry: Registry, run_id: str,
         # a model without a zoo checkpoint for this task starts from random weights, and says so
         cell = Cell(adapter.name, spec.name, task.name, request.device, precision,
                     recipe.batch_size if request.batch_size is None else request.batch_size, request.freeze or recipe.freeze,
-                    "pretrained" if checkpoint else "scratch", variant, choice.env_label)
+                    "pretrained" if checkpoint else "scratch", variant, choice.env_label,
+                    "" if feed == "device" else feed)  # the default feed keeps the key it always had
         try:  # a last-N policy must fit the model: fail before measuring, not in the worker
             spec.trainable_names(cell.freeze, task.input_shape, task.num_classes)
         except ValueError as exc:
@@ -154,10 +156,12 @@ def plan_cells(request: BenchRequest, registry: Registry, run_id: str,
             Support.yes() if python else adapter.supports(spec, request.device, precision))
         if support.ok and request.checkpoint:
             support = _checkpoint_fits(request, spec.name)
+        if support.ok:
+            support = feed_support(adapter, feed)
         if not support.ok:
             planned.append(PlannedCell(cell, None, support.reason))
             continue
-        runtime = Runtime(request.device, precision, request.threads, request.seed, variant=variant)
+        runtime = Runtime(request.device, precision, request.threads, request.seed, variant=variant, feed=feed)
         plan = CellPlan(
             run_id=run_id, cell=cell, settings=settings,
             modules=tuple(dict.fromkeys([fw_p.origin.module, model_p.origin.module, task_p.origin.module,
@@ -217,6 +221,17 @@ def cell_trackers(registry: Registry) -> tuple[tuple[str, ...], tuple[str, ...]]
     names = tuple(dict.fromkeys([*BUILTIN_TRACKERS, *plugin]))
     modules = [p.origin.module for p in plugin.values()] + [p.origin.module for p in registry.metrics.values()]
     return names, tuple(dict.fromkeys(modules))
+
+
+def feed_support(adapter: Framework, feed: str) -> Support:
+    """Whether ``adapter`` implements ``feed`` (``--feed``): it lists it in :attr:`Framework.feeds`
+    (a class attribute, read without importing the framework); an adapter written before feeds
+    existed has the contract's default, ``("device",)``."""
+    feeds = tuple(getattr(adapter, "feeds", ("device",)))
+    if feed in feeds:
+        return Support.yes()
+    return Support.no(f"{adapter.name} does not implement the {feed!r} feed (it offers: {', '.join(feeds)}); "
+                      f"its cells run with --feed {feeds[0]}")
 
 
 def _inputs_fit(adapter: Framework, spec, task) -> Support | None:

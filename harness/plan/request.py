@@ -24,6 +24,7 @@ class BenchRequest:
     tasks: Sequence[str] = (DEFAULT_TASK,)
     device: str = "cpu"
     precisions: Sequence[str] = ("fp32",)
+    feeds: Sequence[str] = ("device",)  # ``--feed``: zoo.contract.FEEDS; one cell per feed
     batch_size: int | None = None
     epochs: int | None = None
     learning_rate: float | None = None

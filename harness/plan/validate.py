@@ -9,6 +9,8 @@ import os
 import re
 from typing import Any, Mapping, Sequence
 
+from zoo.contract import FEEDS
+
 from harness.plan.request import BenchRequest, PlanError
 
 #: Seeds feed NumPy's generator and every framework's: non-negative and below 2**32 for all.
@@ -58,8 +60,22 @@ def validate_request(request: BenchRequest) -> None:
     _int("--repeats", request.repeats, 1)
     _int("--retry-disturbed", request.retry_disturbed, 0, 10)
     _positive_finite("--timeout", request.timeout_s, " seconds (it is the limit that stops a hung cell)")
+    validate_feeds(request.feeds)
     validate_pythons(request.pythons)
     validate_gpus(request.gpus, request.parallel_gpus, request.device)
+
+
+def validate_feeds(feeds: Sequence[str]) -> None:
+    """``--feed``: at least one of :data:`zoo.contract.FEEDS`, each once."""
+    if not feeds:
+        raise PlanError(f"--feed needs at least one feed; choose from: {', '.join(FEEDS)} (default: device)")
+    for feed in feeds:
+        if feed not in FEEDS:
+            raise PlanError(f"--feed: unknown feed {feed!r}; choose from: {', '.join(FEEDS)} (device = the split "
+                            "staged on the device, the default; host = batches copied from host memory by the "
+                            "framework's input pipeline), e.g. --feed device,host")
+    if len(set(feeds)) != len(feeds):
+        raise PlanError(f"--feed {','.join(feeds)} lists a feed twice; list each once")
 
 
 def check_env_label(spec: str, label: str) -> None:

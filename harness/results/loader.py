@@ -40,8 +40,11 @@ from harness.results.store import MANIFEST_FILE, RESULTS_FILE
 
 PARALLEL_BYTES = 32 << 20  # results files above this in total are parsed in parallel processes
 
-CELL_FIELDS = ("framework", "model", "task", "device", "precision", "batch_size", "freeze", "init", "variant",
-               "env_label")
+#: The cell's fields, in this order: ``_add_record`` reads all but the last two (``variant``,
+#: ``env_label``) as stored, so ``feed`` (``zoo bench --feed``; absent from records written before
+#: feeds existed: None, the default device-resident feed) sits before them.
+CELL_FIELDS = ("framework", "model", "task", "device", "precision", "batch_size", "freeze", "init", "feed",
+               "variant", "env_label")
 RUN_COLUMNS = ("run_id", "run", "path", "started_at", "finished_at", "run_status", "trigger", "commit", "dirty",
                "zoo_bench", "fingerprint", "cpu_model", "logical_cpus")
 RUN_ONLY_COLUMNS = ("device_peak", "peaks", "hostname", "system", "arch", "python", "request",
@@ -330,9 +333,11 @@ def _add_record(rec: Mapping[str, Any], run: str, cells: list[tuple], rows: list
     env_label = cell.get("env_label") or ""  # zoo bench --python NAME@LABEL=PATH
     name = f"{cell.get('framework')}@{env_label}" if env_label else cell.get("framework")
     index = len(cells)
+    feed = cell.get("feed") or ""  # zoo bench --feed; "" = device-resident, also in records before feeds
+    label = f"{name}:{variant}" if variant else name
     cells.append((
-        run, _cell_key(cell), *(cell.get(f) for f in CELL_FIELDS[:-2]), variant, env_label,
-        f"{name}:{variant}" if variant else name,
+        run, _cell_key(cell), *(cell.get(f) for f in CELL_FIELDS[:-3]), feed, variant, env_label,
+        f"{label} ({feed} feed)" if feed else label,
         status, error.get("phase", ""), error.get("type", ""), error.get("message", ""),
         ", ".join(f"{k} {v}" for k, v in versions.items()),
         (rec.get("environment") or {}).get("threads"), _float(rec.get("duration_s")),

@@ -170,7 +170,14 @@ class CellRun:
         adapter = registry.framework(cell.framework).item
         spec = registry.model(cell.model).item
         task = registry.task(cell.task).item
-        runtime = Runtime(cell.device, cell.precision, settings.threads, settings.seed, variant=cell.variant)
+        # the cell's feed ("" = the default, device-resident); the record names it in cell.feed
+        runtime = Runtime(cell.device, cell.precision, settings.threads, settings.seed, variant=cell.variant,
+                          feed=cell.feed or "device")
+        feeds = tuple(getattr(adapter, "feeds", ("device",)))
+        if runtime.feed not in feeds:  # planned against another build of the plugin (--python): never mislabel
+            raise RuntimeError(f"the cell asks for the {runtime.feed!r} feed, and {cell.framework} in this "
+                               f"environment ({sys.executable}) implements only: {', '.join(feeds)}; run it with "
+                               f"--feed {feeds[0]}, or upgrade the plugin there")
         self.adapter_trains = adapter.can_train
         self.environment = {
             "threads": settings.threads,

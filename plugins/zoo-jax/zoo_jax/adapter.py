@@ -58,10 +58,12 @@ GPU cells (none measured yet; the CPU tests cover what does not need a device):
 
 from __future__ import annotations
 
+import collections
+import itertools
 import os
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -101,6 +103,12 @@ NOT_ON_CPU = "not applicable: CPU cell"
 XLA_AUTOTUNE_DEFAULT = 4
 #: How batches reach the model, the same words in zoo-torch, zoo-tf and zoo-jax (``info().details["feed"]``).
 FEED = "device-resident: split staged once per call, batches gathered by the host's indices"
+#: The host-pipeline feed (``zoo bench --feed host``), the same first words in the three plugins.
+HOST_FEED = "host pipeline: batches gathered on the host in the host's order"
+HOST_FEED_JAX = (f"{HOST_FEED}, jax.device_put of batch i+1 issued before step i runs "
+                 "(a 2-deep prefetch, as flax's prefetch_to_device)")
+#: Batches :func:`prefetch` keeps on the device ahead of the step (flax's ``prefetch_to_device``'s default).
+PREFETCH = 2
 #: The jax option behind the ``sync`` variant (module doc).
 ASYNC_FLAG = "jax_cpu_enable_async_dispatch"
 
@@ -125,6 +133,7 @@ class JaxFramework(Framework):
     display_name = "JAX/Flax"
     packages = ("jax", "jaxlib", "flax", "optax")
     contract_version = 3
+    feeds = ("device", "host")  # zoo.contract.Runtime.feed: stage_order + *_at steps, or prefetch + *_on steps
     variants = {
         "jit": "jax.jit of the train and inference steps (default)",
         "sync": "jax.jit with CPU async dispatch off: each step runs on the calling thread "
@@ -135,6 +144,7 @@ class JaxFramework(Framework):
         self.variant = next(iter(self.variants))  # until prepare() says otherwise
         self.precision = ""  # the runtime's, once prepared (for info's bf16_ops)
         self.device = "cpu"  # the runtime's, once prepared
+        self.feed = "device"  # the runtime's, once prepared
 
     def subprocess_env(self, runtime: Runtime) -> Mapping[str, str]:
         # GPU: grow on demand up to an explicit cap (module doc); CPU: no GPU pool, should a
@@ -164,7 +174,10 @@ class JaxFramework(Framework):
             raise ValueError(support.reason)
         if variant == "sync" and runtime.device != "cpu":  # refused before anything is changed
             raise ValueError("the jax 'sync' variant only changes how XLA:CPU dispatches; on a GPU use plain 'jax'")
+        if runtime.feed not in self.feeds:
+            raise ValueError(f"zoo-jax has no feed {runtime.feed!r}; it implements: {', '.join(self.feeds)}")
         self.variant, self.precision, self.device = variant, runtime.precision, runtime.device
+        self.feed = runtime.feed
         # Normally already in the worker's environment; these still apply if the backends
         # have not been created yet (they are created lazily, on first use).
         for key, value in self.subprocess_env(runtime).items():
@@ -204,7 +217,8 @@ class JaxFramework(Framework):
             "autotune": {"xla_gpu_autotune_level": _autotune_level() if self.device == "gpu" else NOT_ON_CPU},
             # the split on the device once per call, each epoch's index arrays too; the jitted
             # step gathers its batch (zoo_jax.steps.train_step_at, forward_at)
-            "feed": FEED,
+            # at feed "host": zoo_jax.adapter.prefetch and the *_on steps, which take the batch
+            "feed": FEED if self.feed == "device" else HOST_FEED_JAX,
         }
         if gpu is not None:
             details["gpu_name"] = gpu.device_kind
@@ -248,7 +262,7 @@ class JaxFramework(Framework):
         import jax
         import jax.numpy as jnp
 
-        from zoo_jax.steps import make_optimizer, train_step_at
+        from zoo_jax.steps import make_optimizer, train_step_at, train_step_on
 
         # Copies, because the step donates (reuses) the buffers of what it is given.
         trainable = {k: jnp.copy(v) for k, v in model.params.items() if k in model.trainable}
@@ -266,17 +280,30 @@ class JaxFramework(Framework):
 
         # The split on the device once per call (the batch form: an array, or a dict of arrays
         # for several inputs, a pytree); each step gathers its batch inside the jitted step.
-        inputs, labels = jax.device_put((batch_form(data.inputs), data.y.astype(np.int32)), model.device)
-        step, batch_size = train_step_at(model.module, config), data.batch_size
+        host = self.feed == "host"  # else the split on the device, gathered inside the step
+        split = (batch_form(data.inputs), data.y.astype(np.int32))
+        inputs, labels = split if host else jax.device_put(split, model.device)
+        step = (train_step_on if host else train_step_at)(model.module, config)
+        batch_size = data.batch_size
         for epoch, order in enumerate(data.order, start=1):
-            indices = stage_order(order, model.device)  # the epoch's index arrays, staged once
-            for idx in indices:
-                with meter.step(batch_size) as sync:
-                    trainable, state, opt_state, loss = step(
-                        trainable, state, opt_state, frozen, inputs, labels, idx)
-                    if sync is not False:  # dispatch is async: wait when the host asks
-                        synchronize((trainable, state, loss))
-                losses.append(loss)
+            if host:  # each batch gathered by NumPy and put on the device a step ahead (prefetch)
+                batches = prefetch(split, order, model.device)
+                for _ in order:
+                    with meter.step(batch_size) as sync:
+                        xb, yb = next(batches)  # the first ones are gathered inside the first step
+                        trainable, state, opt_state, loss = step(trainable, state, opt_state, frozen, xb, yb)
+                        if sync is not False:
+                            synchronize((trainable, state, loss))
+                    losses.append(loss)
+            else:
+                indices = stage_order(order, model.device)  # the epoch's index arrays, staged once
+                for idx in indices:
+                    with meter.step(batch_size) as sync:
+                        trainable, state, opt_state, loss = step(
+                            trainable, state, opt_state, frozen, inputs, labels, idx)
+                        if sync is not False:  # dispatch is async: wait when the host asks
+                            synchronize((trainable, state, loss))
+                    losses.append(loss)
             if end_epoch is not None and epoch < n_epochs:
                 # The next step donates ``trainable`` and ``state``: hand out copies, so the handle stays
                 # valid after that step for as long as the host keeps it (one device copy per epoch).
@@ -289,20 +316,32 @@ class JaxFramework(Framework):
     def evaluate(self, model: JaxModel, data: EvalData, meter: Meter) -> np.ndarray:
         import jax
 
-        from zoo_jax.steps import forward_at
+        from zoo_jax.steps import forward_at, forward_on
 
-        # The split and the batch order on the device once per call; each step gathers its batch.
-        inputs, indices = jax.device_put(batch_form(data.inputs), model.device), stage_order(data.order, model.device)
         names = tuple(sorted(model.params))  # the parameters as a tuple (zoo_jax.steps.forward_at)
-        forward, params = forward_at(model.module, names), tuple(model.params[n] for n in names)
+        params = tuple(model.params[n] for n in names)
         batch_size = data.batch_size
         outputs = []
-        for idx in indices:
-            with meter.step(batch_size) as sync:
-                logits = forward(params, inputs, idx)
-                if sync is not False:
-                    synchronize(logits)
-            outputs.append(logits)
+        if self.feed == "host":  # each batch gathered on the host, put on the device a step ahead
+            forward, batches = forward_on(model.module, names), prefetch(batch_form(data.inputs), data.order,
+                                                                         model.device)
+            for _ in data.order:
+                with meter.step(batch_size) as sync:
+                    logits = forward(params, next(batches))
+                    if sync is not False:
+                        synchronize(logits)
+                outputs.append(logits)
+        else:
+            # The split and the batch order on the device once per call; each step gathers its batch.
+            inputs, indices = jax.device_put(batch_form(data.inputs), model.device), stage_order(data.order,
+                                                                                                 model.device)
+            forward = forward_at(model.module, names)
+            for idx in indices:
+                with meter.step(batch_size) as sync:
+                    logits = forward(params, inputs, idx)
+                    if sync is not False:
+                        synchronize(logits)
+                outputs.append(logits)
         # One copy to the host at the end (copying the ready ones at each synchronised step,
         # between the timing windows, measured 2 % slower on the MLP: it churns the allocator).
         return np.concatenate([np.asarray(o, dtype=np.float32) for o in jax.device_get(outputs)])
@@ -364,6 +403,29 @@ def _autotune_level() -> str:
         if key == "xla_gpu_autotune_level":
             level = value  # the last one wins, as in XLA
     return f"{level} (XLA_FLAGS)" if level is not None else f"{XLA_AUTOTUNE_DEFAULT} (XLA's default)"
+
+
+def prefetch(split: Any, order: Sequence[np.ndarray], device: Any, size: int = PREFETCH) -> Iterator[Any]:
+    """The batches of ``order`` (one index array per step) from ``split``, a pytree of host
+    arrays (the batch form, or ``(inputs, labels)``), each gathered by NumPy in host memory and
+    put on ``device`` with ``jax.device_put``, ``size`` batches in flight (flax's
+    ``prefetch_to_device``): when step i receives its batch, the transfer of batch i+1 has already
+    been issued, so it overlaps step i's compute (``device_put`` is asynchronous); batch i+2 is
+    gathered and put when step i+1 asks for its batch. The first ``size`` are gathered when the
+    first step asks (inside it)."""
+    import jax
+
+    def put(idx: np.ndarray) -> Any:
+        return jax.device_put(jax.tree.map(lambda a: a[idx], split), device)
+
+    steps = iter(order)
+    queue: collections.deque[Any] = collections.deque()
+    for idx in itertools.islice(steps, size):
+        queue.append(put(idx))
+    while queue:
+        yield queue.popleft()
+        # the step that took the batch has been dispatched: refill (flax's enqueue(1))
+        queue.extend(put(idx) for idx in itertools.islice(steps, 1))
 
 
 def stage_order(order: Sequence[np.ndarray], device: Any) -> list[Any]:

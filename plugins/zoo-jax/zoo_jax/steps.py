@@ -14,7 +14,9 @@ replaced by the values after the batch; the statistics of frozen layers are in `
 Feed: the adapter runs the functions :func:`train_step_at` and :func:`forward_at` return, which
 take the whole split as staged on the device once per call and the step's index array (staged
 once per epoch) and gather the batch inside the compiled step; :func:`train_step` and
-:func:`forward` take a batch.
+:func:`forward` take a batch, and so do :func:`train_step_on` and :func:`forward_on`, what the
+adapter runs at feed ``host`` (``zoo bench --feed host``: batches gathered on the host and put on
+the device one step ahead, :func:`zoo_jax.adapter.prefetch`).
 """
 
 from __future__ import annotations
@@ -136,3 +138,22 @@ def forward_at(module: nn.Module, names: tuple[str, ...]) -> Any:
     every call: 0.5 us against 0.8 us for the MLP's six arrays); what ``evaluate`` runs
     (``module`` and ``names`` bound as in :func:`train_step_at`)."""
     return jax.jit(partial(_forward_at, module, names))
+
+
+def _forward_on(module: nn.Module, names: tuple[str, ...], values: tuple[jax.Array, ...], x: Any) -> jax.Array:
+    return apply(module, dict(zip(names, values)), x)
+
+
+@lru_cache(maxsize=64)
+def train_step_on(module: nn.Module, config: FineTuneConfig) -> Any:
+    """``step(trainable, state, opt_state, frozen, x, y)``: :func:`train_step` on a batch given
+    as an argument (feed ``host``: already on the device, put there one step ahead), with
+    ``module`` and ``config`` bound as in :func:`train_step_at`."""
+    return jax.jit(partial(_train_step, module, config), donate_argnums=(0, 1, 2))
+
+
+@lru_cache(maxsize=64)
+def forward_on(module: nn.Module, names: tuple[str, ...]) -> Any:
+    """``forward(values, x)``: :func:`forward` on a batch given as an argument (feed ``host``),
+    the parameters as in :func:`forward_at`."""
+    return jax.jit(partial(_forward_on, module, names))

@@ -99,6 +99,11 @@ VARIANTS = {
 PRECISIONS = ("fp32", "tf32", "bf16")
 #: How batches reach the model, the same words in zoo-torch, zoo-tf and zoo-jax (``info().details["feed"]``).
 FEED = "device-resident: split staged once per call, batches gathered by the host's indices"
+#: The host-pipeline feed (``zoo bench --feed host``), the same first words in the three plugins,
+#: then tf.data's mechanism on a GPU or a CPU (:func:`zoo_tf.training.host_pipeline`).
+HOST_FEED = "host pipeline: batches gathered on the host in the host's order"
+HOST_FEED_GPU = f"{HOST_FEED}, tf.data map(tf.gather) + prefetch(2) + prefetch_to_device(GPU, 2)"
+HOST_FEED_CPU = f"{HOST_FEED}, tf.data map(tf.gather) + prefetch(2) (the CPU is the device: no copy)"
 #: What ``info().details["autotune"]`` says on a CPU cell, in zoo-torch, zoo-tf and zoo-jax.
 NOT_ON_CPU = "not applicable: CPU cell"
 #: XLA's ``xla_gpu_autotune_level`` when ``XLA_FLAGS`` does not set it (DebugOptions default).
@@ -181,11 +186,13 @@ class TFFramework(Framework):
     packages = (installed_tensorflow() or "tensorflow", "keras")
     contract_version = 3
     variants = VARIANTS
+    feeds = ("device", "host")  # zoo.contract.Runtime.feed: training.Feed, or training.host_pipeline
 
     def __init__(self, variant: str = "") -> None:
         self.variant = resolve_variant(variant)
         self.precision = "fp32"
         self.device = "cpu"
+        self.feed = "device"
         self._providers: tuple[str, ...] | None = None  # tensorflow_providers(), read once per adapter
 
     def subprocess_env(self, runtime: Runtime) -> Mapping[str, str]:
@@ -224,7 +231,9 @@ class TFFramework(Framework):
         support = precision_support(runtime.device, runtime.precision)
         if not support.ok:
             raise ValueError(support.reason)
-        self.precision, self.device = runtime.precision, runtime.device
+        if runtime.feed not in self.feeds:
+            raise ValueError(f"zoo-tf has no feed {runtime.feed!r}; it implements: {', '.join(self.feeds)}")
+        self.precision, self.device, self.feed = runtime.precision, runtime.device, runtime.feed
         _apply_process_settings(runtime)
         modules.keras.utils.set_random_seed(runtime.seed)  # Python, NumPy, TensorFlow and Keras
 
@@ -253,7 +262,8 @@ class TFFramework(Framework):
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
             # zoo_tf.training.Feed: the split in variables on the device once per call, the epoch's
             # order too; the compiled step gathers its batch at a step counter and takes no arguments
-            "feed": FEED,
+            # at feed "host": zoo_tf.training.host_pipeline and the steps that take the batch
+            "feed": FEED if self.feed == "device" else HOST_FEED_GPU if self.device == "gpu" else HOST_FEED_CPU,
         }
         if gpus:
             details["gpu_name"] = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "")
@@ -300,6 +310,8 @@ class TFFramework(Framework):
 
         from zoo_tf.training import TorchAdam, input_signature, make_train_step
 
+        if self.feed == "host":
+            return self._fine_tune_host(model, data, config, meter)
         key = ("train", data.batch_size, config)
         with tf.device(model.device):
             if key not in model.compiled:
@@ -328,6 +340,8 @@ class TFFramework(Framework):
 
         from zoo_tf.training import input_signature, make_forward
 
+        if self.feed == "host":
+            return self._evaluate_host(model, data, meter)
         key = ("forward", data.batch_size)
         outputs = []
         batch_size = data.batch_size
@@ -345,6 +359,60 @@ class TFFramework(Framework):
                         synchronize(model.device)  # waits for the forward pass; copies nothing
                 outputs.append(logits)  # a tensor on the device
             # One copy to the host, after the loop (module doc).
+            return np.asarray(tf.concat(outputs, axis=0).numpy(), dtype=np.float32)
+
+    def _fine_tune_host(self, model: TFModel, data: TrainData, config: FineTuneConfig,
+                        meter: Meter) -> FineTuneResult:
+        """:meth:`fine_tune` at feed ``host``: each epoch's batches from a ``tf.data`` pipeline
+        (:func:`zoo_tf.training.host_pipeline`), the step taking the batch as arguments."""
+        import tensorflow as tf
+
+        from zoo_tf.training import TorchAdam, host_pipeline, input_signature, make_train_step_on
+
+        key = ("train", data.batch_size, config, "host")
+        signature = input_signature(model.inputs, data.batch_size)
+        with tf.device(model.device):
+            if key not in model.compiled:
+                params = [v.value for name, v in model.variables.items() if name in model.trainable]
+                optimizer = TorchAdam(params, config)
+                model.compiled[key] = (make_train_step_on(model.model, optimizer, signature, model.variant), optimizer)
+            step, optimizer = model.compiled[key]
+            optimizer.reset()  # every fine-tune starts a fresh Adam, as in torch
+        losses = []
+        for epoch in data.order:
+            batches = iter(host_pipeline(signature, data.inputs, epoch, data.y, model.device))
+            with tf.device(model.device):
+                for idx in epoch:
+                    with meter.step(len(idx)) as sync:
+                        x, y = next(batches)  # gathered and prefetched by tf.data's threads
+                        loss = step(x, y)
+                        if sync is not False:
+                            synchronize(model.device)  # waits for the update; copies nothing
+                    losses.append(loss)
+            meter.end_epoch(model)
+        return FineTuneResult(model, [float(v) for v in tf.stack(losses).numpy()] if losses else [])
+
+    def _evaluate_host(self, model: TFModel, data: EvalData, meter: Meter) -> np.ndarray:
+        """:meth:`evaluate` at feed ``host`` (:meth:`_fine_tune_host`)."""
+        import tensorflow as tf
+
+        from zoo_tf.training import host_pipeline, input_signature, make_forward_on
+
+        key = ("forward", data.batch_size, "host")
+        signature = input_signature(model.inputs, data.batch_size)
+        outputs = []
+        batch_size = data.batch_size
+        batches = iter(host_pipeline(signature, data.inputs, data.order, None, model.device))
+        with tf.device(model.device):
+            if key not in model.compiled:
+                model.compiled[key] = make_forward_on(model.model, signature, model.variant)
+            forward = model.compiled[key]
+            for _ in data.order:
+                with meter.step(batch_size) as sync:
+                    logits = forward(next(batches))
+                    if sync is not False:
+                        synchronize(model.device)
+                outputs.append(logits)
             return np.asarray(tf.concat(outputs, axis=0).numpy(), dtype=np.float32)
 
     def export_weights(self, model: TFModel) -> dict[str, np.ndarray]:

@@ -36,6 +36,13 @@ batch from the staged split: the host's exact batches, in its order, with no per
 Passing no tensors matters: each NumPy argument of a concrete-function call is a conversion and
 each tensor argument 10-30 us of binding (measured on the 2-core VM: 246 us per MLP inference
 step with the indices converted and passed, 182 us reading them from the staged order).
+
+Host feed (``zoo bench --feed host``, :func:`host_pipeline`): TensorFlow's own input pipeline, a
+``tf.data.Dataset`` of the host's batch order whose ``map`` gathers each batch (``tf.gather``) from
+the split held in host memory (tensors placed on the CPU), then ``prefetch``, and on a GPU
+``tf.data.experimental.prefetch_to_device``, so batch i+1 is gathered and copied while step i
+computes. The steps then take the batch as arguments (:func:`make_train_step_on`,
+:func:`make_forward_on`): the same body as the feed's steps, the same batches in the same order.
 """
 
 from __future__ import annotations
@@ -218,17 +225,23 @@ def make_train_step(
 
     def step() -> tf.Tensor:
         x, y = feed.batch()
-        with tf.GradientTape() as tape:
-            tape.watch(optimizer.variables)
-            logits = model(x, training=True)
-            loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=tf.cast(logits, tf.float32))
-            )
-        grads = tape.gradient(loss, optimizer.variables)
-        with tf.control_dependencies(optimizer.apply(grads)):
-            return tf.identity(loss)
+        return _train_on(model, optimizer, x, y)
 
     return compile_for(variant, step, [], feed)
+
+
+def _train_on(model: Any, optimizer: TorchAdam, x: Any, y: tf.Tensor) -> tf.Tensor:
+    """One step on the batch ``(x, y)``, the body of both feeds' training steps: the loss,
+    computed after the update (it depends on the update's assignments)."""
+    with tf.GradientTape() as tape:
+        tape.watch(optimizer.variables)
+        logits = model(x, training=True)
+        loss = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=tf.cast(logits, tf.float32))
+        )
+    grads = tape.gradient(loss, optimizer.variables)
+    with tf.control_dependencies(optimizer.apply(grads)):
+        return tf.identity(loss)
 
 
 def make_forward(model: Any, signature: Signature, variant: str = "graph") -> Callable[[], tf.Tensor]:
@@ -241,3 +254,57 @@ def make_forward(model: Any, signature: Signature, variant: str = "graph") -> Ca
         return tf.cast(model(x, training=False), tf.float32)
 
     return compile_for(variant, forward, [], feed)
+
+
+def make_train_step_on(
+    model: Any, optimizer: TorchAdam, signature: Signature, variant: str = "graph"
+) -> Callable[[Any, tf.Tensor], tf.Tensor]:
+    """``step(x, y) -> loss``: :func:`make_train_step`'s step on a batch given as arguments (the
+    host feed, module doc), ``x`` in the batch form of ``signature``, ``y`` int64 class ids."""
+    batch_size = _batch_size(signature)
+
+    def step(x: Any, y: tf.Tensor) -> tf.Tensor:
+        return _train_on(model, optimizer, x, y)
+
+    return compile_for(variant, step, [signature, tf.TensorSpec((batch_size,), tf.int64)])
+
+
+def make_forward_on(model: Any, signature: Signature, variant: str = "graph") -> Callable[[Any], tf.Tensor]:
+    """``forward(x) -> logits`` (float32) in inference mode, for a batch of ``signature`` given as
+    an argument (the host feed)."""
+
+    def forward(x: Any) -> tf.Tensor:
+        return tf.cast(model(x, training=False), tf.float32)
+
+    return compile_for(variant, forward, [signature])
+
+
+def _batch_size(signature: Signature) -> int:
+    return next(iter(signature.values())).shape[0] if isinstance(signature, Mapping) else signature.shape[0]
+
+
+def host_pipeline(signature: Signature, inputs: Mapping[str, Any], order: Sequence[np.ndarray],
+                  labels: Any = None, device: str = "") -> tf.data.Dataset:
+    """The host feed's ``tf.data`` pipeline (module doc) over ``order`` (one index array per step,
+    each of the batch size): elements ``(x, y)`` with ``labels``, else ``x``, ``x`` in the batch
+    form of ``signature`` (its dtypes), ``y`` int64. The split and the order are tensors on the
+    host's CPU; each element's gather runs in tf.data's threads, ``prefetch(2)`` ahead of the
+    step. ``device`` (a TF device name such as ``/GPU:0``): the last stage,
+    ``prefetch_to_device``, puts each batch there ahead of the step (a CPU device: none)."""
+    specs = dict(signature) if isinstance(signature, Mapping) else {None: signature}
+    arrays = {name: next(iter(inputs.values())) if name is None else inputs[name] for name in specs}
+    with tf.device("/CPU:0"):  # the split stays in host memory
+        host = {name: tf.constant(np.asarray(arrays[name], specs[name].dtype.as_numpy_dtype)) for name in specs}
+        y_host = tf.constant(np.asarray(labels, np.int64)) if labels is not None else None
+        rows = np.stack(order).astype(np.int64, copy=False) if len(order) else np.zeros((0, _batch_size(signature)),
+                                                                                           np.int64)
+
+        def gather(idx: tf.Tensor) -> Any:
+            x = {name: tf.gather(tensor, idx) for name, tensor in host.items()}
+            x = x[None] if None in x else x  # the batch form: a tensor for one input, a dict for several
+            return (x, tf.gather(y_host, idx)) if y_host is not None else x
+
+        dataset = tf.data.Dataset.from_tensor_slices(rows).map(gather).prefetch(2)  # in order: a sequential map
+    if device and "GPU" in device.upper():
+        dataset = dataset.apply(tf.data.experimental.prefetch_to_device(device, buffer_size=2))
+    return dataset

@@ -6,7 +6,9 @@ GPU cells (none measured yet; the CPU tests cover the code paths that do not nee
 * synchronisation: :func:`synchronize` at the synchronised steps, ``torch.cuda.synchronize`` and
   nothing else: no ``.item()``, ``.cpu()`` or ``float(loss)`` inside a timed step (the losses and
   logits stay on the device and go to the host once, after the loop), and no host-to-device copy
-  either (:class:`Feed` stages the split and each epoch's indices before the first step);
+  either (:class:`Feed` stages the split and each epoch's indices before the first step; at
+  ``--feed host`` :class:`HostFeed` copies each batch from pinned memory on a side stream, one
+  step ahead, by design);
 * ``torch.backends.cudnn.benchmark = True`` (cuDNN times its convolution algorithms for each new
   shape and keeps the fastest, as a user timing fixed shapes would; the search runs in the first
   steps, which the host's warm-up detection sees), recorded in ``info().details["autotune"]``;
@@ -64,6 +66,12 @@ BF16_OPS = ("linear", "conv2d")
 
 #: How batches reach the model, the same words in zoo-torch, zoo-tf and zoo-jax (``info().details["feed"]``).
 FEED = "device-resident: split staged once per call, batches gathered by the host's indices"
+#: The host-pipeline feed (``zoo bench --feed host``): the same first words in zoo-torch, zoo-tf and
+#: zoo-jax, then each framework's mechanism (:data:`HOST_FEED_CUDA`, :data:`HOST_FEED_CPU`).
+HOST_FEED = "host pipeline: batches gathered on the host in the host's order"
+HOST_FEED_CUDA = (f"{HOST_FEED}, pinned and copied non_blocking on a side CUDA stream one step ahead "
+                  "(the compute stream waits on it)")
+HOST_FEED_CPU = f"{HOST_FEED}, inside each step (the CPU is the device: no copy)"
 #: What ``info().details["autotune"]`` says on a CPU cell, in zoo-torch, zoo-tf and zoo-jax.
 NOT_ON_CPU = "not applicable: CPU cell"
 
@@ -86,6 +94,7 @@ class TorchFramework(Framework):
     display_name = "PyTorch"
     packages = ("torch",)
     contract_version = 3
+    feeds = ("device", "host")  # zoo.contract.Runtime.feed: Feed and HostFeed
     variants = {
         "eager": "eager PyTorch (default)",
         "compile": "torch.compile (inductor) of the model; compilation shows up in compile_s",
@@ -95,6 +104,7 @@ class TorchFramework(Framework):
         self.variant = "eager"
         self.precision = "fp32"
         self.device = "cpu"
+        self.feed = "device"
 
     def supports(self, spec: ModelSpec, device: str, precision: str) -> Support:
         if spec.family not in FAMILIES:
@@ -113,6 +123,9 @@ class TorchFramework(Framework):
 
         self.variant = runtime.variant or "eager"
         self.precision, self.device = runtime.precision, runtime.device
+        if runtime.feed not in self.feeds:
+            raise ValueError(f"zoo-torch has no feed {runtime.feed!r}; it implements: {', '.join(self.feeds)}")
+        self.feed = runtime.feed
         torch.set_num_threads(runtime.threads)
         torch.manual_seed(runtime.seed)
         # One float32 policy for every framework: full-precision matmuls, no TF32, except at
@@ -144,7 +157,8 @@ class TorchFramework(Framework):
             "bf16_ops": list(BF16_OPS) if self.precision == "bf16" else [],
             # zoo_torch.adapter.Feed: the split on the model's device once per call, a contiguous
             # slice per step from one index_select per chunk of steps
-            "feed": FEED,
+            # zoo_torch.adapter.HostFeed at feed "host"
+            "feed": FEED if self.feed == "device" else HOST_FEED_CUDA if self.device == "gpu" else HOST_FEED_CPU,
         }
         if torch.cuda.is_available():
             details["gpu_name"] = torch.cuda.get_device_name(0)
@@ -194,7 +208,7 @@ class TorchFramework(Framework):
             weight_decay=config.weight_decay,
         )
         module.train()  # a ResNet keeps its frozen BatchNorms in eval mode (zoo_torch.resnet)
-        feed = Feed(data.inputs, device, data.batch_size, labels=data.y)  # the split, staged once
+        feed = self._feed(data.inputs, device, data.batch_size, labels=data.y)  # the split, staged once (device)
         forward = model.forward
         losses = []
         for epoch in data.order:
@@ -218,7 +232,7 @@ class TorchFramework(Framework):
 
         module, device = model.module, model.device
         module.eval()
-        feed = Feed(data.inputs, device, data.batch_size)  # the split, staged once
+        feed = self._feed(data.inputs, device, data.batch_size)  # the split, staged once (device)
         forward, batch_size = model.forward, data.batch_size
         outputs = []
         with torch.inference_mode():
@@ -232,6 +246,13 @@ class TorchFramework(Framework):
             # One copy to host at the end: per step, .float().cpu().numpy() cost a few percent of
             # a small model's step (the logits are float32 already: the head computes in float32).
             return torch.cat(outputs).float().cpu().numpy()
+
+    def _feed(self, inputs: Mapping[str, np.ndarray], device: Any, batch_size: int,
+              labels: np.ndarray | None = None) -> "Feed | HostFeed":
+        """The feed of this cell (:attr:`Runtime.feed`): :class:`Feed` (device-resident) or
+        :class:`HostFeed` (host pipeline); both yield the same batches from ``epoch(order)``."""
+        kind = HostFeed if self.feed == "host" else Feed
+        return kind(inputs, device, batch_size, labels=labels)
 
     def export_weights(self, model: TorchModel) -> dict[str, np.ndarray]:
         from zoo_torch.modules import export_canonical
@@ -346,3 +367,71 @@ def _stage(array: np.ndarray, device: Any) -> Any:
     if device.type == "cuda":
         tensor = tensor.pin_memory()
     return tensor.to(device, non_blocking=True)
+
+
+class HostFeed:
+    """The host-pipeline feed (``zoo bench --feed host``, :data:`HOST_FEED`): the split stays in
+    host memory and each step's batch is gathered there, by the host's index array, in its order
+    (repeats and padding included: the same batches as :class:`Feed`).
+
+    On a GPU the best practice of a PyTorch input pipeline (NVIDIA's ``data_prefetcher``): the
+    batch is gathered into pinned memory and copied with ``non_blocking=True`` on a side
+    ``torch.cuda.Stream`` one step ahead, so the copy of step i+1 overlaps the compute of step i;
+    the compute stream waits on the side stream (``wait_stream``) before it uses a batch, and the
+    batch's tensors are marked as used by the compute stream (``record_stream``) so the caching
+    allocator does not reuse their memory early. On the CPU, the CPU being the device, the gather
+    is the whole feed and runs inside the step that uses the batch (inside its ``meter.step``)."""
+
+    def __init__(self, inputs: Mapping[str, np.ndarray], device: Any, batch_size: int,
+                 labels: np.ndarray | None = None):
+        arrays = dict(inputs)
+        if labels is not None:
+            arrays[LABELS] = labels.astype(np.int64, copy=False)
+        self.arrays = {name: np.ascontiguousarray(array) for name, array in arrays.items()}
+        self.names = tuple(inputs)
+        self.labels = labels is not None
+        self.device = device
+        self.batch_size = batch_size
+
+    def epoch(self, order: Sequence[np.ndarray]) -> Iterator[Any]:
+        """The batches of ``order`` (one index array per step), in the form of :meth:`Feed.epoch`:
+        a tensor for one input, a dict for several, ``(x, y)`` with labels. Each is gathered on
+        the host when the step asks for it (CPU), or one step ahead and copied on a side stream
+        (CUDA)."""
+        if self.device.type == "cuda":
+            return self._prefetched(order)
+        return (self._form(self._gather(idx)) for idx in order)
+
+    def _gather(self, idx: np.ndarray) -> dict[str, Any]:
+        """The rows ``idx`` of every array, gathered on the host (a fresh array: NumPy's
+        fancy index), as tensors sharing that memory."""
+        import torch
+
+        return {name: torch.from_numpy(array[idx]) for name, array in self.arrays.items()}
+
+    def _form(self, tensors: Mapping[str, Any]) -> Any:
+        """``tensors`` (name -> batch) in the batch form the steps take."""
+        x = tensors[self.names[0]] if len(self.names) == 1 else {n: tensors[n] for n in self.names}
+        return (x, tensors[LABELS]) if self.labels else x
+
+    def _prefetched(self, order: Sequence[np.ndarray]) -> Iterator[Any]:
+        """CUDA: batch i+1 is gathered into pinned memory and its copy queued on the side stream
+        right after batch i is handed to its step (before the step queues its kernels)."""
+        import torch
+
+        stream = torch.cuda.Stream(device=self.device)
+
+        def issue(idx: np.ndarray) -> dict[str, Any]:
+            pinned = {name: t.pin_memory() for name, t in self._gather(idx).items()}
+            with torch.cuda.stream(stream):
+                return {name: t.to(self.device, non_blocking=True) for name, t in pinned.items()}
+
+        pending = issue(order[0]) if len(order) else None
+        for step in range(len(order)):
+            compute = torch.cuda.current_stream(self.device)
+            compute.wait_stream(stream)  # the batch's copy is done before the step's kernels read it
+            batch = pending
+            for tensor in batch.values():
+                tensor.record_stream(compute)  # made on the side stream, used on the compute stream
+            pending = issue(order[step + 1]) if step + 1 < len(order) else None
+            yield self._form(batch)
