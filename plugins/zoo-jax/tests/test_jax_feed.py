@@ -9,24 +9,14 @@ import pytest
 
 pytest.importorskip("jax")
 
-from zoo.contract import EvalData, FineTuneConfig, Runtime, TrainData, load_kwargs  # noqa: E402
-from zoo.init import init_weights  # noqa: E402
-from zoo.models import CORE_MODELS, BertSpec  # noqa: E402
+from zoo.contract import EvalData, FineTuneConfig, Runtime, TrainData  # noqa: E402
 from zoo.models.inputs import batch_form, select  # noqa: E402
 from zoo.testing import RecordingMeter  # noqa: E402
-from zoo.testing.reference import random_inputs  # noqa: E402
 from zoo_jax import adapter  # noqa: E402
 from zoo_jax.adapter import JaxFramework  # noqa: E402
+from zoo.testing.feed_cases import BATCH, CLASSES, MODELS, N, ORDER, inputs, load, written_out  # noqa: E402
 
-TINY_BERT = BertSpec(name="bert-tiny", description="tiny random BERT", vocab_size=50, hidden=16, num_layers=1,
-                     heads=2, intermediate=32, max_positions=8)
-#: model -> its input shape: images for the MLP and the CNN, 6 tokens (tokens and mask) for BERT.
-MODELS = {**{s.name: (s, (8, 8, 1)) for s in CORE_MODELS}, "bert-tiny": (TINY_BERT, (6,))}
-CLASSES, BATCH, N = 5, 4, 12
 FEED = "device-resident: split staged once per call, batches gathered by the host's indices"
-#: Two epochs: rows repeated inside a batch, a whole batch repeated, then a seeded permutation.
-ORDER = ((np.array([3, 3, 0, 9]), np.array([11, 2, 2, 5]), np.array([3, 3, 0, 9])),
-         tuple(np.random.default_rng(0).permutation(N)[:8].reshape(2, BATCH)) + (np.array([7, 1, 10, 6]),))
 
 
 @pytest.fixture(scope="module")
@@ -34,26 +24,6 @@ def fw():
     f = JaxFramework()
     f.prepare(Runtime("cpu", "fp32", threads=2, seed=0))
     return f
-
-
-def load(fw, name):
-    spec, shape = MODELS[name]
-    weights = init_weights(spec, shape, CLASSES, seed=1)
-    return fw.load_pretrained(**load_kwargs(fw, spec=spec, weights=weights, input_shape=shape, num_classes=CLASSES,
-                                            device="cpu", precision="fp32", freeze="none"))
-
-
-def inputs(name, n=N, seed=2):
-    spec, shape = MODELS[name]
-    return random_inputs(spec.inputs(shape), n, seed=seed)  # name -> array, one per declared input
-
-
-def written_out(x, order):
-    """The same batches given explicitly: every batch's rows in sequence, read in arange order."""
-    rows = np.concatenate([idx for epoch in order for idx in epoch])
-    starts = iter(range(0, len(rows), BATCH))
-    return select(x, rows), rows, tuple(tuple(np.arange(s, s + BATCH) for s in (next(starts) for _ in epoch))
-                                        for epoch in order)
 
 
 def fine_tune(fw, name, data):

@@ -6,7 +6,6 @@ recorded, the ``gpu`` extra declared. What a CPU can show runs here; what needs 
 from __future__ import annotations
 
 import tomllib
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from zoo.contract import PRECISIONS, EvalData, FineTuneConfig, Runtime, TrainDat
 from zoo.init import init_weights  # noqa: E402
 from zoo.models import CORE_MODELS  # noqa: E402
 from zoo.testing.reference import random_inputs  # noqa: E402
+from zoo.testing.feed_cases import SYNC, PatternMeter  # noqa: E402
 from zoo_jax import adapter  # noqa: E402
 from zoo_jax.adapter import JaxFramework  # noqa: E402
 
@@ -37,11 +37,10 @@ NO_GPU = "needs a GPU visible to jax: this machine has none (jax.devices('gpu') 
 gpu_only = pytest.mark.skipif(not _has_gpu(), reason=NO_GPU)
 
 CLASSES, BATCH, N, STEPS = 5, 4, 24, 6
-SYNC = (False, False, True, False, True, True)
 SPEC, SHAPE = CORE_MODELS[-1], (8, 8, 1)
 
 
-class GuardedMeter:
+class GuardedMeter(PatternMeter):
     """Yields ``SYNC[i]`` at step ``i`` and runs each step under ``jax.transfer_guard("disallow")``:
     an implicit transfer inside a step (a NumPy argument to a jitted step, on a GPU also a
     ``float(loss)`` or ``np.asarray(logits)``) raises there. On the CPU, whose arrays are host
@@ -50,9 +49,7 @@ class GuardedMeter:
     ``.tolist()``, ``__array__``; there ``np.asarray`` reads a CPU array's buffer in place, no copy)."""
 
     def __init__(self):
-        self.inside = False
-        self.steps = 0
-        self.synced = 0
+        super().__init__(guard=lambda: jax.transfer_guard("disallow"))
         self.reads = []
 
     def record_reads(self, monkeypatch):
@@ -67,21 +64,6 @@ class GuardedMeter:
 
         monkeypatch.setattr(ArrayImpl, "_value", property(read))
         return self
-
-    @contextmanager
-    def step(self, samples):
-        sync = SYNC[self.steps % len(SYNC)]
-        self.synced += sync
-        self.inside = True
-        try:
-            with jax.transfer_guard("disallow"):
-                yield sync
-        finally:
-            self.inside = False
-            self.steps += 1
-
-    def end_epoch(self, model):
-        pass
 
 
 @pytest.fixture()

@@ -14,22 +14,14 @@ pytest.importorskip("jax")
 import jax  # noqa: E402
 
 from zoo.batching import eval_order  # noqa: E402
-from zoo.contract import EvalData, FineTuneConfig, Runtime, TrainData, load_kwargs  # noqa: E402
-from zoo.init import init_weights  # noqa: E402
-from zoo.models import CORE_MODELS, BertSpec  # noqa: E402
+from zoo.contract import EvalData, FineTuneConfig, Runtime, TrainData  # noqa: E402
 from zoo.models.inputs import batch_form  # noqa: E402
 from zoo.testing import RecordingMeter  # noqa: E402
-from zoo.testing.reference import random_inputs  # noqa: E402
 from zoo_jax import adapter  # noqa: E402
 from zoo_jax.adapter import JaxFramework  # noqa: E402
+from zoo.testing.feed_cases import BATCH, CLASSES, MODELS, N, ORDER, inputs, load  # noqa: E402
 
-TINY_BERT = BertSpec(name="bert-tiny", description="tiny random BERT", vocab_size=50, hidden=16, num_layers=1,
-                     heads=2, intermediate=32, max_positions=8)
-MODELS = {**{s.name: (s, (8, 8, 1)) for s in CORE_MODELS}, "bert-tiny": (TINY_BERT, (6,))}
-CLASSES, BATCH, N = 5, 4, 12
 HOST = "host pipeline: batches gathered on the host in the host's order"
-ORDER = ((np.array([3, 3, 0, 9]), np.array([11, 2, 2, 5]), np.array([3, 3, 0, 9])),
-         tuple(np.random.default_rng(0).permutation(N)[:8].reshape(2, BATCH)) + (np.array([7, 1, 10, 6]),))
 
 
 def framework(feed, device="cpu"):
@@ -38,23 +30,11 @@ def framework(feed, device="cpu"):
     return f
 
 
-def load(fw, name, device="cpu"):
-    spec, shape = MODELS[name]
-    weights = init_weights(spec, shape, CLASSES, seed=1)
-    return fw.load_pretrained(**load_kwargs(fw, spec=spec, weights=weights, input_shape=shape, num_classes=CLASSES,
-                                            device=device, precision="fp32", freeze="none"))
-
-
-def inputs(name, n=N, seed=2):
-    spec, shape = MODELS[name]
-    return random_inputs(spec.inputs(shape), n, seed=seed)
-
-
 def run(feed, name, device="cpu"):
     fw = framework(feed, device)
     x, y = inputs(name), np.random.default_rng(3).integers(0, CLASSES, N)
     meter = RecordingMeter()
-    result = fw.fine_tune(load(fw, name, device), TrainData(x, y, ORDER), FineTuneConfig(learning_rate=1e-2), meter)
+    result = fw.fine_tune(load(fw, name, device=device), TrainData(x, y, ORDER), FineTuneConfig(learning_rate=1e-2), meter)
     eval_meter = RecordingMeter()
     logits = fw.evaluate(result.model, EvalData(inputs(name, n=10, seed=4), eval_order(10, BATCH)), eval_meter)
     return np.asarray(result.losses), fw.export_weights(result.model), logits, meter, eval_meter

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -15,53 +14,17 @@ tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed (pip 
 
 from tensorflow.python.framework import ops  # noqa: E402
 
-from zoo.contract import PRECISIONS, EvalData, FineTuneConfig, Runtime, TrainData, load_kwargs  # noqa: E402
-from zoo.init import init_weights  # noqa: E402
-from zoo.models import CORE_MODELS, BertSpec  # noqa: E402
+from zoo.contract import PRECISIONS, EvalData, FineTuneConfig, Runtime, TrainData  # noqa: E402
 from zoo.testing.reference import random_inputs  # noqa: E402
 from zoo_tf import adapter  # noqa: E402
 from zoo_tf.adapter import TFFramework  # noqa: E402
+from zoo.testing.feed_cases import MODELS, PatternMeter, SYNC, load  # noqa: E402
 
 NO_GPU = "needs a GPU visible to TensorFlow: this machine has none (tf.config.list_physical_devices('GPU') is empty)"
 gpu_only = pytest.mark.skipif(not tf.config.list_physical_devices("GPU"), reason=NO_GPU)
 
-TINY_BERT = BertSpec(name="bert-tiny", description="tiny random BERT", vocab_size=50, hidden=16, num_layers=1,
-                     heads=2, intermediate=32, max_positions=8)
-MODELS = {**{s.name: (s, (8, 8, 1)) for s in CORE_MODELS}, "bert-tiny": (TINY_BERT, (6,))}
 CLASSES, BATCH, N, STEPS = 5, 4, 24, 6
-#: Which steps the meter asks to synchronise (the host syncs at the end of each timing window).
-SYNC = (False, False, True, False, True, True)
 VARIANTS = ("graph", "xla", "eager")
-
-
-class PatternMeter:
-    """A meter that yields ``SYNC[i]`` at step ``i`` (cycling) and knows whether a step is open."""
-
-    def __init__(self):
-        self.inside = False
-        self.steps = 0
-        self.synced = 0
-
-    @contextmanager
-    def step(self, samples):
-        sync = SYNC[self.steps % len(SYNC)]
-        self.synced += sync
-        self.inside = True
-        try:
-            yield sync
-        finally:
-            self.inside = False
-            self.steps += 1
-
-    def end_epoch(self, model):
-        pass
-
-
-def load(fw, name, precision="fp32"):
-    spec, shape = MODELS[name]
-    return fw.load_pretrained(**load_kwargs(fw, spec=spec, weights=init_weights(spec, shape, CLASSES, seed=1),
-                                            input_shape=shape, num_classes=CLASSES, device="cpu",
-                                            precision=precision, freeze="none"))
 
 
 def data(name):
@@ -171,7 +134,7 @@ def test_a_tf32_model_is_the_fp32_model():
     fw = TFFramework()
     x = random_inputs(MODELS["cnn"][0].inputs((8, 8, 1)), 8, seed=5)
     order = (np.arange(8),)
-    fp32, tf32 = (fw.evaluate(load(fw, "cnn", p), EvalData(x, order), PatternMeter()) for p in ("fp32", "tf32"))
+    fp32, tf32 = (fw.evaluate(load(fw, "cnn", precision=p), EvalData(x, order), PatternMeter()) for p in ("fp32", "tf32"))
     np.testing.assert_array_equal(tf32, fp32)
 
 
